@@ -1,0 +1,1 @@
+"""coderl_jax: CodeRL+ in JAX."""

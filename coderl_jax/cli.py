@@ -1,0 +1,38 @@
+"""`coderl` command line: one subcommand per job; each lives beside the code it drives.
+
+A subcommand module exposes `add_arguments(parser)` and `main(args) -> int`; modules are imported
+only when their subcommand runs, so `coderl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "generate": ("coderl_jax.sampling.cli", "sample completions from a model"),
+    "export": ("coderl_jax.models.export_cli", "write parameters as a Hugging Face directory"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="coderl", description="CodeRL+ in JAX")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == chosen:  # import only the module that will run
+            modules[name] = importlib.import_module(module_name)
+            modules[name].add_arguments(p)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(modules[args.command].main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

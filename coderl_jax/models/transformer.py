@@ -1,0 +1,285 @@
+"""The decoder-only transformer shared by Qwen2/2.5, Qwen3 and Llama 3.x.
+
+Flax NNX defines the modules; everything compiled uses them functionally through `forward`, which
+takes the parameter pytree (a plain nested dict of arrays, see `init_params`) explicitly.
+
+Shape suffixes: b batch, t query tokens, s key/cache slots, h hidden, n query heads,
+k kv heads, g query heads per kv head, d head dim, f MLP hidden, v vocab.
+
+KV cache: one `(k_bskd, v_bskd)` pair per layer, preallocated by `init_kv_cache`. A call with a
+cache writes its T new keys/values at slots [cache_index, cache_index + T) and attends, for each
+query at slot cache_index + i, to the slots <= its own whose `key_mask_bs` is true (left padding
+and empty slots are false). `attend_len` (static) limits attention to the first attend_len slots,
+so a sampler can attend over only the filled part of a large cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from coderl_jax.models.config import ModelConfig
+
+NEG_INF = -1e30  # finite, so fully masked rows (left padding) give zeros, not NaN
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, param_dtype):
+        self.weight = nnx.Param(jnp.ones((dim,), param_dtype))
+        self.eps = eps
+
+    def __call__(self, x):
+        dtype = x.dtype
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return self.weight.value.astype(dtype) * x32.astype(dtype)
+
+
+def _dense_init(rngs: nnx.Rngs, shape, dtype, std=0.02):
+    return nnx.Param((std * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype))
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        h, n, k, d, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.jnp_param_dtype
+        self.q_proj = _dense_init(rngs, (h, n * d), pd)  # stored [in, out]
+        self.k_proj = _dense_init(rngs, (h, k * d), pd)
+        self.v_proj = _dense_init(rngs, (h, k * d), pd)
+        self.o_proj = _dense_init(rngs, (n * d, h), pd)
+        if cfg.attention_bias:
+            self.q_bias = nnx.Param(jnp.zeros((n * d,), pd))
+            self.k_bias = nnx.Param(jnp.zeros((k * d,), pd))
+            self.v_bias = nnx.Param(jnp.zeros((k * d,), pd))
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(d, cfg.rms_norm_eps, pd)
+            self.k_norm = RMSNorm(d, cfg.rms_norm_eps, pd)
+        self.cfg = cfg
+
+    def __call__(self, x_bth, cos_btd, sin_btd, *, cache, cache_index, key_mask_bs, attend_len):
+        cfg = self.cfg
+        dt = x_bth.dtype
+        b, t, _ = x_bth.shape
+        n, k, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+
+        def proj(w, bias_name):
+            y = x_bth @ w.value.astype(dt)
+            if cfg.attention_bias:
+                y = y + getattr(self, bias_name).value.astype(dt)
+            return y
+
+        q_btnd = proj(self.q_proj, "q_bias").reshape(b, t, n, d)
+        k_btkd = proj(self.k_proj, "k_bias").reshape(b, t, k, d)
+        v_btkd = proj(self.v_proj, "v_bias").reshape(b, t, k, d)
+        if cfg.qk_norm:
+            q_btnd = self.q_norm(q_btnd)
+            k_btkd = self.k_norm(k_btkd)
+        q_btnd = apply_rope(q_btnd, cos_btd, sin_btd)
+        k_btkd = apply_rope(k_btkd, cos_btd, sin_btd)
+
+        if cache is None:  # training / scoring: keys are this call's tokens
+            keys_bskd, values_bskd = k_btkd, v_btkd
+            q_slot_t = jnp.arange(t)
+            new_cache = None
+        else:
+            ck_bskd, cv_bskd = cache
+            ck_bskd = jax.lax.dynamic_update_slice(ck_bskd, k_btkd.astype(ck_bskd.dtype), (0, cache_index, 0, 0))
+            cv_bskd = jax.lax.dynamic_update_slice(cv_bskd, v_btkd.astype(cv_bskd.dtype), (0, cache_index, 0, 0))
+            new_cache = (ck_bskd, cv_bskd)
+            s = attend_len or ck_bskd.shape[1]
+            keys_bskd, values_bskd = ck_bskd[:, :s].astype(dt), cv_bskd[:, :s].astype(dt)
+            key_mask_bs = key_mask_bs[:, :s]
+            q_slot_t = cache_index + jnp.arange(t)
+
+        s = keys_bskd.shape[1]
+        g = n // k
+        q_btkgd = q_btnd.reshape(b, t, k, g, d)
+        scores_bkgts = jnp.einsum("btkgd,bskd->bkgts", q_btkgd, keys_bskd).astype(jnp.float32)
+        scores_bkgts = scores_bkgts / math.sqrt(d)
+        causal_ts = jnp.arange(s)[None, :] <= q_slot_t[:, None]
+        mask_bts = causal_ts[None] & key_mask_bs[:, None, :]
+        scores_bkgts = jnp.where(mask_bts[:, None, None], scores_bkgts, NEG_INF)
+        probs_bkgts = jax.nn.softmax(scores_bkgts, axis=-1).astype(dt)
+        out_btkgd = jnp.einsum("bkgts,bskd->btkgd", probs_bkgts, values_bskd)
+        out_bth = out_btkgd.reshape(b, t, n * d) @ self.o_proj.value.astype(dt)
+        return out_bth, new_cache
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        h, f, pd = cfg.hidden_size, cfg.intermediate_size, cfg.jnp_param_dtype
+        self.gate_proj = _dense_init(rngs, (h, f), pd)
+        self.up_proj = _dense_init(rngs, (h, f), pd)
+        self.down_proj = _dense_init(rngs, (f, h), pd)
+
+    def __call__(self, x_bth):
+        dt = x_bth.dtype
+        gate_btf = jax.nn.silu(x_bth @ self.gate_proj.value.astype(dt))
+        return (gate_btf * (x_bth @ self.up_proj.value.astype(dt))) @ self.down_proj.value.astype(dt)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        pd = cfg.jnp_param_dtype
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd)
+        self.self_attn = Attention(cfg, rngs)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x_bth, cos_btd, sin_btd, **attn_kwargs):
+        attn_bth, cache = self.self_attn(self.input_layernorm(x_bth), cos_btd, sin_btd, **attn_kwargs)
+        x_bth = x_bth + attn_bth
+        x_bth = x_bth + self.mlp(self.post_attention_layernorm(x_bth))
+        return x_bth, cache
+
+
+class Transformer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        pd = cfg.jnp_param_dtype
+        self.embed_tokens = _dense_init(rngs, (cfg.vocab_size, cfg.hidden_size), pd)
+        self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = _dense_init(rngs, (cfg.hidden_size, cfg.vocab_size), pd)  # [h, v]
+        self.cfg = cfg
+
+    def __call__(self, tokens_bt, positions_bt, *, kv_cache=None, cache_index=None, key_mask_bs=None,
+                 attend_len=None, return_hidden=False):
+        cfg = self.cfg
+        x_bth = jnp.take(self.embed_tokens.value, tokens_bt, axis=0).astype(cfg.jnp_dtype)
+        cos_btd, sin_btd = rope_tables(cfg, positions_bt, x_bth.dtype)
+        new_cache = [] if kv_cache is not None else None
+        for i, layer in enumerate(self.layers):
+            x_bth, layer_cache = layer(
+                x_bth, cos_btd, sin_btd,
+                cache=None if kv_cache is None else kv_cache[i],
+                cache_index=cache_index, key_mask_bs=key_mask_bs, attend_len=attend_len,
+            )
+            if new_cache is not None:
+                new_cache.append(layer_cache)
+        hidden_bth = self.norm(x_bth)
+        if return_hidden:
+            return hidden_bth, new_cache
+        return hidden_bth @ self.head_weight_hv().astype(hidden_bth.dtype), new_cache
+
+    def head_weight_hv(self):
+        if self.cfg.tie_word_embeddings:
+            return self.embed_tokens.value.T
+        return self.lm_head.value
+
+
+# ------------------------------------------------------------------------------------------------
+# RoPE
+
+
+def inv_frequencies(cfg: ModelConfig) -> np.ndarray:
+    """Per-pair inverse frequencies [d/2], with Llama 3 scaling when configured (float64 numpy)."""
+    d = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
+    if cfg.rope_scaling is not None:
+        _, factor, low, high, orig = cfg.rope_scaling
+        low_wavelen, high_wavelen = orig / low, orig / high
+        wavelen = 2 * math.pi / inv_freq
+        scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (orig / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        inv_freq = np.where(medium, smoothed, scaled)
+    return inv_freq.astype(np.float32)
+
+
+def rope_tables(cfg: ModelConfig, positions_bt, dtype):
+    """cos/sin tables [b, t, d] (halves repeated, as in the HF rotate-half convention)."""
+    inv_freq = jnp.asarray(inv_frequencies(cfg))
+    freqs_btd2 = positions_bt.astype(jnp.float32)[..., None] * inv_freq
+    emb_btd = jnp.concatenate([freqs_btd2, freqs_btd2], axis=-1)
+    return jnp.cos(emb_btd).astype(dtype), jnp.sin(emb_btd).astype(dtype)
+
+
+def apply_rope(x_btnd, cos_btd, sin_btd):
+    half = x_btnd.shape[-1] // 2
+    rotated = jnp.concatenate([-x_btnd[..., half:], x_btnd[..., :half]], axis=-1)
+    return x_btnd * cos_btd[:, :, None, :] + rotated * sin_btd[:, :, None, :]
+
+
+# ------------------------------------------------------------------------------------------------
+# Functional interface
+
+
+@functools.lru_cache(maxsize=32)
+def _graph_and_abstract_state(cfg: ModelConfig):
+    model = nnx.eval_shape(lambda: Transformer(cfg, nnx.Rngs(0)))
+    graphdef, state = nnx.split(model)
+    return graphdef, state
+
+
+def param_shapes(cfg: ModelConfig) -> dict:
+    """The parameter pytree as jax.ShapeDtypeStruct leaves (no memory allocated)."""
+    _, state = _graph_and_abstract_state(cfg)
+    return nnx.to_pure_dict(state)
+
+
+def init_params(cfg: ModelConfig, rng: jax.Array | int = 0) -> dict:
+    """Random parameters (normal, std 0.02; norms at 1) as a plain nested dict of arrays."""
+    seed = rng if isinstance(rng, int) else int(jax.random.randint(rng, (), 0, 2**31 - 1))
+    model = Transformer(cfg, nnx.Rngs(seed))
+    return nnx.to_pure_dict(nnx.state(model))
+
+
+def bind(cfg: ModelConfig, params: dict) -> Transformer:
+    """An NNX Transformer view over `params` (cheap; used inside jitted functions)."""
+    graphdef, abstract = _graph_and_abstract_state(cfg)
+    state = jax.tree.map(lambda x: x, abstract)  # a fresh State to fill
+    nnx.replace_by_pure_dict(state, params)
+    return nnx.merge(graphdef, state)
+
+
+class ForwardOut(NamedTuple):
+    logits_btv: jax.Array  # or hidden_bth when return_hidden
+    kv_cache: list | None
+
+
+def forward(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, *, mask_bt=None, kv_cache=None,
+            cache_index=None, key_mask_bs=None, attend_len: int | None = None,
+            return_hidden: bool = False) -> ForwardOut:
+    """Pure forward pass.
+
+    Without a cache: causal attention among `tokens_bt`, keys restricted by `mask_bt` (false at
+    padding). With a cache: see the module docstring; `key_mask_bs` must already be true at the
+    slots being written. Returns logits [b, t, v] (compute dtype), or the final hidden states
+    [b, t, h] when `return_hidden` (for chunked log-probs: see `head_weight`).
+    """
+    model = bind(cfg, params)
+    if kv_cache is None:
+        if mask_bt is None:
+            mask_bt = jnp.ones(tokens_bt.shape, bool)
+        key_mask_bs = mask_bt.astype(bool)
+    else:
+        if cache_index is None or key_mask_bs is None:
+            raise ValueError("forward with a kv_cache needs cache_index and key_mask_bs")
+    out, cache = model(tokens_bt, positions_bt, kv_cache=kv_cache, cache_index=cache_index,
+                       key_mask_bs=key_mask_bs, attend_len=attend_len, return_hidden=return_hidden)
+    return ForwardOut(out, cache)
+
+
+def head_weight(params: dict, cfg: ModelConfig):
+    """The output projection [h, v] (the transposed embedding when tied)."""
+    if cfg.tie_word_embeddings:
+        return params["embed_tokens"].T
+    return params["lm_head"]
+
+
+def init_kv_cache(cfg: ModelConfig, batch: int, num_slots: int, dtype=None) -> list:
+    """Zeroed cache: a (k_bskd, v_bskd) pair per layer."""
+    dtype = dtype or cfg.jnp_dtype
+    shape = (batch, num_slots, cfg.num_kv_heads, cfg.head_dim)
+    return [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers)]
+
+
+def kv_cache_bytes(cfg: ModelConfig, batch: int, num_slots: int, dtype=jnp.float32) -> int:
+    return 2 * cfg.num_layers * batch * num_slots * cfg.num_kv_heads * cfg.head_dim * jnp.dtype(dtype).itemsize
