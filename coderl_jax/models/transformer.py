@@ -38,7 +38,7 @@ class RMSNorm(nnx.Module):
         dtype = x.dtype
         x32 = x.astype(jnp.float32)
         x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return self.weight.value.astype(dtype) * x32.astype(dtype)
+        return self.weight[...].astype(dtype) * x32.astype(dtype)
 
 
 def _dense_init(rngs: nnx.Rngs, shape, dtype, std=0.02):
@@ -68,9 +68,9 @@ class Attention(nnx.Module):
         n, k, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
 
         def proj(w, bias_name):
-            y = x_bth @ w.value.astype(dt)
+            y = x_bth @ w[...].astype(dt)
             if cfg.attention_bias:
-                y = y + getattr(self, bias_name).value.astype(dt)
+                y = y + getattr(self, bias_name)[...].astype(dt)
             return y
 
         q_btnd = proj(self.q_proj, "q_bias").reshape(b, t, n, d)
@@ -106,7 +106,7 @@ class Attention(nnx.Module):
         scores_bkgts = jnp.where(mask_bts[:, None, None], scores_bkgts, NEG_INF)
         probs_bkgts = jax.nn.softmax(scores_bkgts, axis=-1).astype(dt)
         out_btkgd = jnp.einsum("bkgts,bskd->btkgd", probs_bkgts, values_bskd)
-        out_bth = out_btkgd.reshape(b, t, n * d) @ self.o_proj.value.astype(dt)
+        out_bth = out_btkgd.reshape(b, t, n * d) @ self.o_proj[...].astype(dt)
         return out_bth, new_cache
 
 
@@ -119,8 +119,8 @@ class MLP(nnx.Module):
 
     def __call__(self, x_bth):
         dt = x_bth.dtype
-        gate_btf = jax.nn.silu(x_bth @ self.gate_proj.value.astype(dt))
-        return (gate_btf * (x_bth @ self.up_proj.value.astype(dt))) @ self.down_proj.value.astype(dt)
+        gate_btf = jax.nn.silu(x_bth @ self.gate_proj[...].astype(dt))
+        return (gate_btf * (x_bth @ self.up_proj[...].astype(dt))) @ self.down_proj[...].astype(dt)
 
 
 class Block(nnx.Module):
@@ -151,7 +151,7 @@ class Transformer(nnx.Module):
     def __call__(self, tokens_bt, positions_bt, *, kv_cache=None, cache_index=None, key_mask_bs=None,
                  attend_len=None, return_hidden=False):
         cfg = self.cfg
-        x_bth = jnp.take(self.embed_tokens.value, tokens_bt, axis=0).astype(cfg.jnp_dtype)
+        x_bth = jnp.take(self.embed_tokens[...], tokens_bt, axis=0).astype(cfg.jnp_dtype)
         cos_btd, sin_btd = rope_tables(cfg, positions_bt, x_bth.dtype)
         new_cache = [] if kv_cache is not None else None
         for i, layer in enumerate(self.layers):
@@ -169,8 +169,8 @@ class Transformer(nnx.Module):
 
     def head_weight_hv(self):
         if self.cfg.tie_word_embeddings:
-            return self.embed_tokens.value.T
-        return self.lm_head.value
+            return self.embed_tokens[...].T
+        return self.lm_head[...]
 
 
 # ------------------------------------------------------------------------------------------------

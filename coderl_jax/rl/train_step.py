@@ -1,0 +1,200 @@
+"""The pure policy-gradient train step: (state, batch, rng) -> (state, metrics).
+
+A batch is one mini-batch of sequences (prompt + response), split into `num_micro` micro-batches
+whose gradients are accumulated; the loss normaliser is computed once over the whole mini-batch,
+so the result does not depend on the split or on the sharding.
+
+Batch fields, all [B, L] and aligned on *predicting* positions: entry t is about token t+1.
+    tokens       int32  prompt + response (left padding allowed)
+    positions    int32  RoPE positions (0 at the first real token)
+    attn_mask    bool   real tokens (false at padding)
+    loss_mask    bool   true at t when tokens[t+1] is a response token to train on
+    old_logprobs f32    log p_old(tokens[t+1]) recomputed by the trainer before the update
+    ref_logprobs f32    the frozen reference policy's (only read when kl_coef > 0)
+    advantages   f32    per-token advantages (a sequence-level advantage broadcast by the caller)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from coderl_jax.models import transformer
+from coderl_jax.models.config import ModelConfig
+from coderl_jax.rl.kl import kl_penalty
+from coderl_jax.rl.logprobs import token_logprobs
+from coderl_jax.rl.policy_loss import loss_denominator, loss_numerator, masked_mean, policy_loss_per_token
+
+BATCH_FIELDS = ("tokens", "positions", "attn_mask", "loss_mask", "old_logprobs", "ref_logprobs", "advantages")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 1e-6
+    schedule: str = "constant"  # constant | warmup_constant | cosine
+    warmup_steps: int = 0
+    total_steps: int = 1000  # for cosine
+    min_lr_ratio: float = 0.0  # cosine floor, as a fraction of learning_rate
+    weight_decay: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # global norm; 0 disables
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    clip_c: float | None = 3.0
+    agg: str = "token-mean"
+    kl_coef: float = 0.001
+    kl_kind: str = "k3"
+    entropy_coef: float = 0.0
+    temperature: float = 1.0  # the sampler's; log-probs are taken of logits / temperature
+    logprob_chunk_rows: int = 1024
+
+
+class TrainState(NamedTuple):
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def learning_rate_schedule(cfg: OptimConfig) -> optax.Schedule:
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(cfg.learning_rate)
+    if cfg.schedule == "warmup_constant":
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1)),
+             optax.constant_schedule(cfg.learning_rate)], [cfg.warmup_steps])
+    if cfg.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, cfg.learning_rate, max(cfg.warmup_steps, 1), max(cfg.total_steps, cfg.warmup_steps + 1),
+            end_value=cfg.learning_rate * cfg.min_lr_ratio)
+    raise ValueError(f"optim.schedule={cfg.schedule!r}: expected constant, warmup_constant or cosine")
+
+
+def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+    """AdamW (decoupled weight decay, as torch's AdamW in verl) after global-norm clipping."""
+    adamw = optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                        weight_decay=cfg.weight_decay)
+    if cfg.grad_clip and cfg.grad_clip > 0:
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)
+    return adamw
+
+
+def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+
+
+def sequence_logprobs(params, model_cfg: ModelConfig, batch: dict, *, temperature: float = 1.0,
+                      chunk_rows: int = 1024):
+    """(logprobs_bt, entropy_bt) of tokens[t+1] at every position t (last position: 0)."""
+    hidden_blh = transformer.forward(params, model_cfg, batch["tokens"], batch["positions"],
+                                     mask_bt=batch["attn_mask"], return_hidden=True).logits_btv
+    targets_bl = jnp.concatenate([batch["tokens"][:, 1:], jnp.zeros_like(batch["tokens"][:, :1])], axis=1)
+    return token_logprobs(hidden_blh, transformer.head_weight(params, model_cfg), targets_bl,
+                          chunk_rows=chunk_rows, temperature=temperature)
+
+
+def _micro_loss(params, micro: dict, denominator, model_cfg: ModelConfig, loss_cfg: LossConfig):
+    logp_bl, entropy_bl = sequence_logprobs(params, model_cfg, micro, temperature=loss_cfg.temperature,
+                                            chunk_rows=loss_cfg.logprob_chunk_rows)
+    mask = micro["loss_mask"].astype(jnp.float32)
+    pg_bl, aux = policy_loss_per_token(logp_bl, micro["old_logprobs"], micro["advantages"],
+                                       clip_low=loss_cfg.clip_low, clip_high=loss_cfg.clip_high,
+                                       clip_c=loss_cfg.clip_c)
+    agg = loss_cfg.agg
+    pg_loss = loss_numerator(pg_bl, mask, agg) / denominator
+    entropy = loss_numerator(entropy_bl, mask, agg) / denominator
+    total = pg_loss - loss_cfg.entropy_coef * entropy
+    kl = jnp.zeros((), jnp.float32)
+    if loss_cfg.kl_coef:
+        kl = loss_numerator(kl_penalty(logp_bl, micro["ref_logprobs"], loss_cfg.kl_kind), mask, agg) / denominator
+        total = total + loss_cfg.kl_coef * kl
+    ratio, adv = aux["ratio"], aux["adv"]
+    token_sums = {  # sums over valid tokens; divided by the mini-batch's token count at the end
+        "clipfrac": jnp.sum(aux["clipped"] * mask),
+        "clipfrac_high": jnp.sum(((ratio > 1 + loss_cfg.clip_high) & (adv > 0)) * mask),
+        "clipfrac_low": jnp.sum(((ratio < 1 - loss_cfg.clip_low) & (adv < 0)) * mask),
+        "clipfrac_dual": jnp.sum(aux["dual"] * mask),
+        "ppo_kl": jnp.sum(-aux["log_ratio"] * mask),
+        "entropy_token_mean": jnp.sum(entropy_bl * mask),
+        "logprob_diff_abs": jnp.sum(jnp.abs(logp_bl - micro["old_logprobs"]) * mask),
+    }
+    return total, dict(pg_loss=pg_loss, kl_loss=kl, entropy=entropy, **token_sums)
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model_cfg: ModelConfig, loss_cfg: LossConfig,
+               optimizer: optax.GradientTransformation, num_micro: int = 1):
+    """One optimizer update on a mini-batch; returns (new_state, metrics).
+
+    A non-finite loss or gradient skips the update (parameters and optimizer state unchanged,
+    `metrics["skipped"] = 1`) so the caller can report it and stop if it repeats.
+    """
+    del rng  # the loss is deterministic; kept in the signature for stochastic extensions
+    b = batch["tokens"].shape[0]
+    if b % num_micro:
+        raise ValueError(f"batch of {b} sequences does not split into {num_micro} micro-batches")
+    mask = batch["loss_mask"].astype(jnp.float32)
+    denominator = jnp.maximum(loss_denominator(mask, loss_cfg.agg), 1e-8)
+    num_tokens = jnp.maximum(jnp.sum(mask), 1.0)
+    grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
+
+    if num_micro == 1:
+        (loss, aux), grads = grad_fn(state.params, batch, denominator, model_cfg, loss_cfg)
+    else:
+        micro = jax.tree.map(lambda x: x.reshape(num_micro, b // num_micro, *x.shape[1:]), batch)
+
+        def accumulate(carry, micro_batch):
+            grads_acc, loss_acc, aux_acc = carry
+            (loss_i, aux_i), grads_i = grad_fn(state.params, micro_batch, denominator, model_cfg, loss_cfg)
+            return (jax.tree.map(jnp.add, grads_acc, grads_i), loss_acc + loss_i,
+                    jax.tree.map(jnp.add, aux_acc, aux_i)), None
+
+        zeros_aux = jax.eval_shape(lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], micro),
+                                                   denominator, model_cfg, loss_cfg)[0][1])
+        init = (jax.tree.map(jnp.zeros_like, state.params), jnp.zeros((), jnp.float32),
+                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros_aux))
+        (grads, loss, aux), _ = jax.lax.scan(accumulate, init, micro)
+
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+    new_state = TrainState(step=state.step + finite.astype(jnp.int32), params=keep(new_params, state.params),
+                           opt_state=keep(new_opt_state, state.opt_state))
+    metrics = {
+        "loss": loss, "pg_loss": aux["pg_loss"], "kl_loss": aux["kl_loss"], "entropy_loss": aux["entropy"],
+        "grad_norm": grad_norm, "skipped": 1.0 - finite.astype(jnp.float32), "num_tokens": jnp.sum(mask),
+    }
+    for key in ("clipfrac", "clipfrac_high", "clipfrac_low", "clipfrac_dual", "ppo_kl", "entropy_token_mean",
+                "logprob_diff_abs"):
+        metrics[key] = aux[key] / num_tokens
+    metrics["advantage_mean"] = masked_mean(batch["advantages"], mask)
+    return new_state, metrics
+
+
+def make_train_step(model_cfg: ModelConfig, loss_cfg: LossConfig, optimizer: optax.GradientTransformation, *,
+                    num_micro: int = 1, state_shardings=None, batch_sharding=None):
+    """The jitted step with donated state; with shardings, explicit in/out shardings for a mesh."""
+    fn = functools.partial(train_step, model_cfg=model_cfg, loss_cfg=loss_cfg, optimizer=optimizer,
+                           num_micro=num_micro)
+    if state_shardings is None:
+        return jax.jit(lambda s, b, r: fn(s, b, r), donate_argnums=(0,))
+    return jax.jit(lambda s, b, r: fn(s, b, r), donate_argnums=(0,),
+                   in_shardings=(state_shardings, batch_sharding, None),
+                   out_shardings=(state_shardings, None))
+
+
+def make_logprob_fn(model_cfg: ModelConfig, *, temperature: float = 1.0, chunk_rows: int = 1024):
+    """Jitted (params, batch) -> logprobs [B, L]: old log-probs before an update, or the reference's."""
+    return jax.jit(lambda params, batch: sequence_logprobs(params, model_cfg, batch, temperature=temperature,
+                                                           chunk_rows=chunk_rows)[0])
