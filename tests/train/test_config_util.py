@@ -1,0 +1,54 @@
+import dataclasses
+
+import pytest
+
+from coderl_jax.train.config_util import ConfigOverrideError, apply_overrides, load_config_file
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    learning_rate: float = 1e-6
+    schedule: str = "constant"
+    clip_c: float | None = 3.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    steps: int = 10
+    out_dir: str = "runs/x"
+    remat: bool = False
+    optim: Inner = Inner()
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = apply_overrides(Outer(), ["steps=20", "optim.learning_rate=1e-5", "remat=true",
+                                    "optim.clip_c=none", "optim.stop=['```', 'END']"])
+    assert cfg.steps == 20 and isinstance(cfg.steps, int)
+    assert cfg.optim.learning_rate == 1e-5 and cfg.remat is True and cfg.optim.clip_c is None
+    assert cfg.optim.stop == ("```", "END")
+    assert Outer().steps == 10  # the original is untouched
+
+
+@pytest.mark.parametrize("override,message", [
+    ("stepz=3", "unknown key 'stepz'.*did you mean steps"),
+    ("steps=ten", "steps='ten': expected an int"),
+    ("remat=maybe", "expected a bool"),
+    ("optim.learning_rate=fast", "optim.learning_rate"),
+    ("optim=3", "nested config"),
+    ("steps", "expected key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigOverrideError, match=message):
+        apply_overrides(Outer(), [override])
+
+
+def test_config_file_loading(tmp_path):
+    f = tmp_path / "exp.py"
+    f.write_text("import dataclasses\n@dataclasses.dataclass\nclass C:\n    steps: int = 3\nconfig = C()\n")
+    assert load_config_file(f).steps == 3
+    (tmp_path / "bad.py").write_text("x = 1\n")
+    with pytest.raises(ConfigOverrideError, match="bad.py: defines neither"):
+        load_config_file(tmp_path / "bad.py")
+    with pytest.raises(ConfigOverrideError, match="not found"):
+        load_config_file(tmp_path / "missing.py")
