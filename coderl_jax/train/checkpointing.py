@@ -1,0 +1,90 @@
+"""Training checkpoints with orbax: everything a killed run needs to continue exactly.
+
+Layout under `<out_dir>/checkpoints/`:
+
+    model_config.json        the policy's config (Hugging Face form), written once
+    <step>/params/           parameters (orbax StandardSave; sharded arrays saved per shard)
+    <step>/opt_state/        optimizer state
+    <step>/meta/             JSON: step, rng key data, data-iterator state, alignment buffer, extra
+
+`coderl export --model <out_dir>/checkpoints/<step>` turns one into a Hugging Face directory.
+Saves are asynchronous (the loop continues while the arrays are written), keep the last K and
+happen every N steps; a save is atomic (orbax writes to a temporary directory and renames it),
+so a run killed mid-save resumes from the previous complete step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+
+class Checkpointer:
+    def __init__(self, directory: str | Path, *, keep: int = 3, every: int = 1, async_save: bool = True):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = Path(directory).absolute()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
+                                               enable_async_checkpointing=async_save, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_names=("params", "opt_state", "meta"))
+
+    def write_model_config(self, hf_config: dict) -> None:
+        if jax.process_index() == 0:
+            path = self.directory / "model_config.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(hf_config, indent=2) + "\n")
+            tmp.replace(path)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, *, params, opt_state, rng: jax.Array, data_state: Any = None,
+             extra: dict | None = None, force: bool = False) -> bool:
+        """Start saving `step` (returns False when the interval says not now)."""
+        ocp = self._ocp
+        meta = {
+            "step": int(step),
+            "rng": np.asarray(jax.random.key_data(rng)).tolist(),
+            "data_state": data_state,
+            "extra": extra or {},
+        }
+        return self.manager.save(step, args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params),
+            opt_state=ocp.args.StandardSave(opt_state),
+            meta=ocp.args.JsonSave(meta),
+        ), force=force)
+
+    def restore(self, step: int | None = None, *, params_like, opt_state_like) -> dict:
+        """Restore onto the shardings of `params_like` / `opt_state_like` (arrays or ShapeDtypeStructs)."""
+        ocp = self._ocp
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
+
+        def abstract(tree):
+            return jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
+
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract(params_like)),
+            opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
+            meta=ocp.args.JsonRestore(),
+        ))
+        meta = out["meta"]
+        rng = jax.random.wrap_key_data(np.asarray(meta["rng"], dtype=np.uint32))
+        return {"step": meta["step"], "params": out["params"], "opt_state": out["opt_state"], "rng": rng,
+                "data_state": meta.get("data_state"), "extra": meta.get("extra", {})}
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
