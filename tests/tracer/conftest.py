@@ -1,0 +1,18 @@
+"""Shared fixtures for the sandbox / service tests (the values, compare and tracing tests need none)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def pool():
+    from tracer.pool import TracerPool
+
+    with TracerPool(workers=2) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def layers(pool) -> dict:
+    return pool.sandbox

@@ -1,0 +1,63 @@
+"""tracer: sandboxed execution of model-written Python for RL training.
+
+Run unit tests (stdio, call-based and assert-style), trace variable values, and
+serve both over HTTP. Imports nothing from coderl_jax and no JAX. Public API:
+
+- :class:`TracerPool` -- in-process pool with a batch API (``run_tests``, ``trace``, ``health``);
+- :class:`TracerClient` -- the same API over HTTP (``python -m tracer serve``);
+- :func:`run_tests`, :func:`trace` -- one request at a time on a shared default pool;
+- :class:`Limits`, :func:`detect_layers`, :class:`QueueFull`, :class:`RequestError`.
+
+The contract (request and result fields, statuses) is documented in docs/tracer.md.
+Submodules are imported lazily so that the zygote stays small.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+__all__ = ["TracerPool", "TracerClient", "Limits", "QueueFull", "RequestError", "detect_layers", "run_tests",
+           "trace", "default_pool"]
+
+_LAZY = {"TracerPool": "tracer.pool", "QueueFull": "tracer.pool", "RequestError": "tracer.pool",
+         "Limits": "tracer.sandbox", "detect_layers": "tracer.sandbox", "TracerClient": "tracer.client"}
+_default = None
+_default_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tracer' has no attribute {name!r}")
+
+
+def default_pool():
+    """A process-wide pool (created on first use, closed at exit)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            from tracer.pool import TracerPool
+
+            _default = TracerPool()
+            atexit.register(_default.close)
+        return _default
+
+
+def run_tests(program: str, tests: dict, *, timeout_s: float | None = None, **extra: Any) -> dict:
+    """Judge one program against one tests object on the default pool."""
+    req: dict[str, Any] = {"id": "0", "program": program, "tests": tests, **extra}
+    if timeout_s is not None:
+        req["timeout_s"] = timeout_s
+    return default_pool().run_tests([req])[0]
+
+
+def trace(program: str, stdin: str = "", *, timeout_s: float | None = None, **extra: Any) -> dict:
+    """Trace one program on one stdin on the default pool."""
+    req: dict[str, Any] = {"id": "0", "program": program, "stdin": stdin, **extra}
+    if timeout_s is not None:
+        req["timeout_s"] = timeout_s
+    return default_pool().trace([req])[0]
