@@ -35,7 +35,9 @@ PARAM_AXES = {
     "post_attention_layernorm": ("norm",),
     "norm": ("norm",),
 }
-KV_CACHE_AXES = ("batch", "length", "kv_heads", "head_dim")  # k_bskd / v_bskd
+# the decode cache layout of transformer.init_kv_cache: keys slots-minor, values head_dim-minor
+KV_CACHE_AXES = (("batch", "kv_heads", "head_dim", "length"),  # k_bkds
+                 ("batch", "kv_heads", "length", "head_dim"))  # v_bksd
 
 
 def rules_for(cfg: ModelConfig, mode: str = "train") -> Rules:
@@ -94,7 +96,12 @@ def shard_params(params: dict, cfg: ModelConfig, mesh: Mesh, rules: Rules | None
     return jax.device_put(params, param_shardings(cfg, mesh, rules))
 
 
-def kv_cache_sharding(cfg: ModelConfig, mesh: Mesh, shape_bskd, rules: Rules | None = None) -> NamedSharding:
-    """Sharding of one k_bskd / v_bskd cache array: batch over the data axes, kv heads over tensor."""
-    return activation_sharding(mesh, KV_CACHE_AXES, shape_bskd, SAMPLE_RULES if rules is None else rules,
-                               units=head_units(cfg))
+def kv_cache_sharding(cfg: ModelConfig, mesh: Mesh, batch: int, num_slots: int,
+                      rules: Rules | None = None) -> tuple[NamedSharding, NamedSharding]:
+    """Shardings of one layer's (k_bkds, v_bksd) cache pair: batch over the data axes, kv heads
+    over tensor (whole heads only)."""
+    rules = SAMPLE_RULES if rules is None else rules
+    k, d = cfg.num_kv_heads, cfg.head_dim
+    shapes = ((batch, k, d, num_slots), (batch, k, num_slots, d))
+    return tuple(activation_sharding(mesh, axes, shape, rules, units=head_units(cfg))
+                 for axes, shape in zip(KV_CACHE_AXES, shapes))

@@ -121,9 +121,12 @@ def test_prefill_with_sharded_kv_cache(model):
     tokens, mask, positions = batch()
     b, t = tokens.shape
     slots = t + 8
-    cache_sharding = sharding.kv_cache_sharding(cfg, mesh, (b, slots, cfg.num_kv_heads, cfg.head_dim))
-    assert cache_sharding.spec == P(("data", "fsdp"), None, "tensor", None)
-    cache = jax.device_put(transformer.init_kv_cache(cfg, b, slots), cache_sharding)
+    k_sharding, v_sharding = sharding.kv_cache_sharding(cfg, mesh, b, slots)
+    assert k_sharding.spec == P(("data", "fsdp"), "tensor", None, None)
+    assert v_sharding.spec == P(("data", "fsdp"), "tensor", None, None)
+    cache = [(jax.device_put(kc, k_sharding), jax.device_put(vc, v_sharding))
+             for kc, vc in transformer.init_kv_cache(cfg, b, slots)]
+    cache_sharding = k_sharding
     key_mask = np.concatenate([mask, np.zeros((b, slots - t), bool)], axis=1)
 
     @jax.jit

@@ -7,9 +7,6 @@ with pytest in a fresh process. The rest uses abstract meshes (no devices needed
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -20,6 +17,7 @@ from coderl_jax.models import sharding
 from coderl_jax.models.config import ModelConfig
 from coderl_jax.parallel import AXES, SAMPLE_RULES, TRAIN_RULES, MeshError, batch_sharding, make_mesh
 from coderl_jax.parallel.mesh import resolve_axis_sizes
+from coderl_jax.parallel.simulated import run_pytest_on_simulated_devices
 
 CFG = ModelConfig(family="qwen2", vocab_size=512, hidden_size=64, intermediate_size=96, num_layers=1,
                   num_heads=6, num_kv_heads=2, head_dim=16, attention_bias=True)
@@ -83,13 +81,5 @@ def test_batch_sharding():
 
 def test_multidevice_cases_in_subprocess():
     here = Path(__file__).parent
-    path = os.pathsep.join(filter(None, [str(here.parent / "models"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": path}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
-         str(here / "multidevice_cases.py")],
-        capture_output=True, text=True, env=env, timeout=600, cwd=here,
-    )
-    print(proc.stdout[-5000:])
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    rc, out = run_pytest_on_simulated_devices(here / "multidevice_cases.py", pythonpath=[here.parent / "models"])
+    assert rc == 0, out

@@ -1,0 +1,142 @@
+"""New tokens/s of our jitted sampler vs transformers' `generate` (PyTorch CPU), side by side.
+
+Same random Qwen2 model for both (hidden 256, 4 layers, 8 heads, 2 KV heads, intermediate 768,
+vocab 2048, tied embeddings), batch 64, prompt 64, 128 new tokens, temperature 1, no top-k / top-p,
+no EOS stopping (both produce exactly 128 tokens per row). The two are run interleaved, `--repeats`
+times each, and the medians are compared, so a busy machine slows both alike. Compile time (the
+first call of each shape) is reported separately and not counted.
+
+Then a batch-size sweep of our sampler (tokens/s and KV-cache bytes per batch size).
+The last line of output is one JSON object.
+
+    python benchmarks/sampler.py [--repeats 3] [--sweep 8,16,32,64,128,256] [--no-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+CONFIG = dict(vocab_size=2048, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+              num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=4096,
+              tie_word_embeddings=True)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--prompt-len", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sweep", default="8,16,32,64,128,256", help="batch sizes for our sampler")
+    ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--chunk", type=int, default=32)
+    ap.add_argument("--unroll", type=int, default=4)
+    ap.add_argument("--cache-dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    return ap.parse_args(argv)
+
+
+def build_models(tmp: str):
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from coderl_jax.models.hf_io import load_hf
+
+    hf_cfg = Qwen2Config(**CONFIG)
+    hf_cfg.architectures = ["Qwen2ForCausalLM"]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    model.save_pretrained(tmp)
+    cfg, params = load_hf(tmp)
+    return model, cfg, params
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import jax
+    import numpy as np
+    import torch
+
+    from coderl_jax.models.transformer import kv_cache_bytes
+    from coderl_jax.sampling.sampler import SamplingParams, Sampler, cache_slots
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_model, cfg, params = build_models(tmp)
+    sampler = Sampler(cfg, params, None, max_cache_len=4096, cache_dtype=args.cache_dtype, chunk=args.chunk,
+                      unroll=args.unroll)
+    b, p, n_new = args.batch, args.prompt_len, args.new_tokens
+    rng = np.random.RandomState(0)
+    sp = SamplingParams(n=1, max_new_tokens=n_new, temperature=1.0, eos_ids=(), seed=0)
+
+    def ours(batch, seed=0):
+        prompts = rng.randint(0, cfg.vocab_size, (batch, p)).tolist()
+        t0 = time.perf_counter()
+        out, _ = sampler.generate_arrays(prompts, SamplingParams(**{**sp.__dict__, "seed": seed}))
+        jax.block_until_ready(out)
+        dt = time.perf_counter() - t0
+        assert int(np.asarray(out.num_tokens_r).min()) == n_new
+        return dt
+
+    def theirs(batch):
+        prompts = torch.tensor(rng.randint(0, cfg.vocab_size, (batch, p)))
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = hf_model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True, temperature=1.0,
+                                    top_k=0, top_p=1.0, max_new_tokens=n_new, min_new_tokens=n_new,
+                                    eos_token_id=None, pad_token_id=0)
+        dt = time.perf_counter() - t0
+        assert out.shape[1] == p + n_new
+        return dt
+
+    compile_s = ours(b)  # first call: compile + run
+    run_s = ours(b)
+    compile_s -= run_s
+    theirs(b)  # warm-up
+    t_ours, t_hf = [], []
+    for r in range(args.repeats):  # interleaved
+        t_ours.append(ours(b, seed=r + 1))
+        t_hf.append(theirs(b))
+    ours_tps = b * n_new / statistics.median(t_ours)
+    hf_tps = b * n_new / statistics.median(t_hf)
+    print(f"batch {b}, prompt {p}, {n_new} new tokens, T=1; jax {jax.__version__} on {jax.devices()[0].platform}, "
+          f"torch {torch.__version__} with {args.threads} threads")
+    print(f"ours:         {ours_tps:9.0f} new tokens/s  (runs {', '.join(f'{t:.3f}' for t in t_ours)} s)")
+    print(f"transformers: {hf_tps:9.0f} new tokens/s  (runs {', '.join(f'{t:.3f}' for t in t_hf)} s)")
+    best = min(t_hf) / min(t_ours)  # fastest run of each: less sensitive to a busy machine
+    print(f"ratio:        {ours_tps / hf_tps:9.2f}x  (of medians; {best:.2f}x of the fastest runs)   "
+          f"compile (not counted): {compile_s:.1f} s")
+    result = {"batch": b, "prompt_len": p, "new_tokens": n_new, "ours_tokens_per_s": round(ours_tps),
+              "transformers_tokens_per_s": round(hf_tps), "ratio": round(ours_tps / hf_tps, 3),
+              "ratio_fastest_runs": round(best, 3), "compile_s": round(compile_s, 2),
+              "cache_dtype": args.cache_dtype}
+
+    if not args.no_sweep:
+        sweep = []
+        print("batch  tokens/s  kv-cache MiB  compile s")
+        for batch in [int(x) for x in args.sweep.split(",") if x]:
+            first = ours(batch)  # compiles unless this batch size ran above
+            times = [ours(batch, seed=r + 1) for r in range(max(1, args.repeats - 1))]
+            tps = batch * n_new / statistics.median(times)
+            slots = cache_slots(p, sampler.spec(sp))
+            mib = kv_cache_bytes(cfg, batch, slots, np.dtype(args.cache_dtype) if args.cache_dtype == "float32"
+                                 else jax.numpy.bfloat16) / 2**20
+            sweep.append({"batch": batch, "tokens_per_s": round(tps), "kv_cache_mib": round(mib, 2),
+                          "compile_s": round(first - min(times), 2)})
+            print(f"{batch:5d}  {tps:8.0f}  {mib:12.2f}  {first - min(times):9.1f}")
+        result["sweep"] = sweep
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

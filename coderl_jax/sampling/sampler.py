@@ -1,0 +1,475 @@
+"""Jitted KV-cache sampler: prefill once per prompt, decode G samples per prompt.
+
+Two layers:
+
+* `generate_tokens(params, cfg, prompt_bp, prompt_mask_bp, key, spec=...)` is a pure jitted
+  function over token arrays. The RL loop calls it every step with fresh params: the params are an
+  argument, so new values never recompile. The sampling settings (n, max new tokens, temperature,
+  top-k/p, EOS ids, chunking) sit in the static, hashable `DecodeSpec` (one compile per setting).
+* `Sampler(...).generate(prompts, SamplingParams(...))` tokenizes, left-pads to a length bucket,
+  calls `generate_tokens`, then cuts at EOS / stop strings on the host and decodes text.
+
+How the decode loop is organised (see benchmarks/sampler.py for the measurements):
+
+* Prefill runs once over the B left-padded prompts into a cache of exactly P (bucket) slots; the
+  cache, the last-position logits and the positions are then repeated n times (row r*n + j is
+  sample j of prompt r), so GRPO groups never repeat the prefill.
+* Decoding runs in chunks. Chunk c owns a cache of exactly P + (tokens so far + chunk length)
+  slots: attention reads only filled (or soon filled) slots, and the cache grows by one pad per
+  chunk instead of attending over the whole preallocated length every step. Each chunk is a
+  `while_loop` that stops early once every row has hit an EOS id; its body runs `unroll` decode
+  steps, which amortises the per-iteration loop overhead of XLA.
+* Sampling is fused into the step and needs one uniform number per row (inverse-CDF sampling over
+  two levels of blocks, so the cumulative sums are two small matmuls): no Gumbel noise over the
+  whole vocabulary and no sort unless top-p asks for one.
+
+Log-probs. `logprobs` are the log-probabilities of the distribution actually sampled from, i.e.
+log-softmax of the *processed* logits (divided by the temperature, restricted to the top-k / top-p
+set) at the sampled token. `raw_logprobs` are log-softmax of the model's unprocessed logits
+(temperature 1, full vocabulary). They coincide at temperature 1 without top-k / top-p. Greedy
+decoding (temperature 0) samples from a point mass, so its `logprobs` are the raw ones.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coderl_jax.models import transformer
+from coderl_jax.models.config import ModelConfig
+
+# trace-time counters: tests check that a call re-uses a compilation, and that prefill runs over
+# the B prompts (not B*n rows). Each entry: (name, shape info). Not used by the hot path.
+TRACE_LOG: list[tuple] = []
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+FINISH_REASONS = ("eos", "stop", "length")
+
+
+# ------------------------------------------------------------------------------------------------
+# Public data types
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1  # samples per prompt (a GRPO group)
+    max_new_tokens: int = 256
+    temperature: float = 1.0  # 0: greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k
+    stop: tuple[str, ...] = ()  # stop strings, checked on the decoded text
+    eos_ids: tuple[int, ...] | None = None  # None: the model's / tokenizer's EOS ids; (): none
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+
+
+@dataclasses.dataclass
+class Completion:
+    token_ids: list[int]  # generated tokens, including the EOS token when finish_reason == "eos"
+    text: str  # decoded text (special tokens skipped), cut before a stop string
+    logprobs: list[float]  # sampler log-probs (processed distribution), one per token
+    raw_logprobs: list[float]  # log-softmax of the raw logits, one per token
+    finish_reason: str  # "eos" | "stop" | "length"
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "token_ids": self.token_ids, "logprobs": self.logprobs,
+                "finish_reason": self.finish_reason}
+
+
+class DecodeSpec(NamedTuple):
+    """Static (compile-time) description of a decode; hashable."""
+
+    n: int
+    max_new_tokens: int
+    greedy: bool
+    top_k: int  # 0: none
+    use_top_p: bool
+    eos_ids: tuple[int, ...]
+    pad_id: int
+    temperature: float = 1.0  # ignored when greedy
+    top_p: float = 1.0
+    cache_dtype: str = "float32"  # "float32" | "bfloat16"
+    chunk: int = 32  # decode steps per chunk (the cache grows by this much per chunk)
+    unroll: int = 4  # decode steps per while_loop iteration
+
+
+class GenerateOut(NamedTuple):
+    tokens_rn: jax.Array  # [B*n, N] int32, pad after the first EOS
+    logprobs_rn: jax.Array  # [B*n, N] float32, 0 after the first EOS
+    raw_logprobs_rn: jax.Array  # [B*n, N] float32
+    num_tokens_r: jax.Array  # [B*n] int32: tokens up to and including the first EOS, else N
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling from one step's logits
+
+
+def _inverse_cdf(weights_bk, u_b):
+    """Index i with cumsum(w)[i-1] <= u*sum(w) < cumsum(w)[i] for each row; weights >= 0.
+
+    Two levels of blocks, so both cumulative sums are small triangular matmuls (a plain cumsum over
+    a large vocabulary is slow on XLA:CPU).
+    """
+    b, k = weights_bk.shape
+    block = 1 << max(0, math.ceil(math.log2(math.sqrt(k))))
+    nb = -(-k // block)
+    w_bnk = jnp.pad(weights_bk, ((0, 0), (0, nb * block - k))).reshape(b, nb, block)
+    block_cum_bn = w_bnk.sum(-1) @ jnp.triu(jnp.ones((nb, nb), weights_bk.dtype))
+    target_b = u_b * block_cum_bn[:, -1]
+    blk_b = jnp.minimum((block_cum_bn < target_b[:, None]).sum(-1), nb - 1)
+    before_b = jnp.where(blk_b > 0, jnp.take_along_axis(block_cum_bn, (blk_b - 1)[:, None] * (blk_b > 0)[:, None],
+                                                        axis=1)[:, 0], 0.0)
+    inner_bk = jnp.take_along_axis(w_bnk, blk_b[:, None, None], axis=1)[:, 0]
+    inner_cum_bk = inner_bk @ jnp.triu(jnp.ones((block, block), weights_bk.dtype))
+    j_b = jnp.minimum((inner_cum_bk < (target_b - before_b)[:, None]).sum(-1), block - 1)
+    idx_b = jnp.minimum(blk_b * block + j_b, k - 1)
+    # rounding can land on a zero-weight entry at a block edge: fall back to the heaviest entry
+    ok_b = jnp.take_along_axis(weights_bk, idx_b[:, None], axis=1)[:, 0] > 0
+    return jnp.where(ok_b, idx_b, jnp.argmax(weights_bk, axis=-1)).astype(jnp.int32)
+
+
+def _logsumexp_parts(logits_bv):
+    m_b = jnp.max(logits_bv, axis=-1)
+    e_bv = jnp.exp(logits_bv - m_b[:, None])
+    return m_b, e_bv, jnp.log(e_bv.sum(-1))
+
+
+def sample_step(logits_bv, u_b, spec: DecodeSpec):
+    """One token per row: (tokens_b, sampler logprobs_b, raw logprobs_b). See the module docstring."""
+    logits_bv = logits_bv.astype(jnp.float32)
+    temperature = spec.temperature
+    rows = jnp.arange(logits_bv.shape[0])
+    m_b, e_bv, log_z_b = _logsumexp_parts(logits_bv)
+    if spec.greedy:
+        tok_b = jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
+        raw_b = logits_bv[rows, tok_b] - m_b - log_z_b
+        return tok_b, raw_b, raw_b
+    if not spec.top_k and not spec.use_top_p:
+        z_bv = logits_bv / temperature
+        zm_b, ze_bv, z_log_z_b = (m_b, e_bv, log_z_b) if temperature == 1 else _logsumexp_parts(z_bv)
+        tok_b = _inverse_cdf(ze_bv, u_b)
+        lp_b = z_bv[rows, tok_b] - zm_b - z_log_z_b
+        raw_b = logits_bv[rows, tok_b] - m_b - log_z_b
+        return tok_b, lp_b, raw_b
+    k = spec.top_k or logits_bv.shape[-1]
+    vals_bk, idx_bk = jax.lax.top_k(logits_bv / temperature, k)  # sorted, descending
+    if spec.use_top_p:
+        probs_bk = jax.nn.softmax(vals_bk, axis=-1)
+        before_bk = jnp.cumsum(probs_bk, axis=-1) - probs_bk
+        vals_bk = jnp.where(before_bk < spec.top_p, vals_bk, -jnp.inf)  # keeps at least the top token
+    km_b, ke_bk, k_log_z_b = _logsumexp_parts(vals_bk)
+    choice_b = _inverse_cdf(ke_bk, u_b)
+    tok_b = idx_bk[rows, choice_b].astype(jnp.int32)
+    lp_b = vals_bk[rows, choice_b] - km_b - k_log_z_b
+    raw_b = logits_bv[rows, tok_b] - m_b - log_z_b
+    return tok_b, lp_b, raw_b
+
+
+# ------------------------------------------------------------------------------------------------
+# The pure generate function
+
+
+MAX_CHUNKS = 8  # compiled decode loops per generate (bounds compile time for long generations)
+
+
+def chunk_schedule(max_new_tokens: int, chunk: int, unroll: int) -> list[int]:
+    """Decode steps per chunk (each a multiple of `unroll`) covering tokens 2..max_new_tokens;
+    chunks grow beyond `chunk` so that there are at most MAX_CHUNKS of them."""
+    steps, out = max_new_tokens - 1, []
+    chunk = max(chunk, -(-steps // MAX_CHUNKS))
+    while steps > 0:
+        c = min(chunk, steps)
+        c = -(-c // unroll) * unroll
+        out.append(c)
+        steps -= c
+    return out
+
+
+def cache_slots(prompt_len: int, spec: DecodeSpec) -> int:
+    """Cache slots a decode uses at most (the last chunk may overshoot max_new_tokens by < unroll)."""
+    return prompt_len + 1 + sum(chunk_schedule(spec.max_new_tokens, spec.chunk, spec.unroll))
+
+
+def _grow_cache(cache, num_slots: int):
+    """Pad each layer's (k_bkds, v_bksd) with empty slots up to num_slots."""
+    def pad(x, axis):
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, num_slots - x.shape[axis])
+        return jnp.pad(x, widths)
+    return [(pad(k, 3), pad(v, 2)) for k, v in cache]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "spec"))
+def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, key, *,
+                    spec: DecodeSpec) -> GenerateOut:
+    """Sample `spec.n` completions per left-padded prompt. Pure; params are an explicit argument.
+
+    prompt_bp: [B, P] int32, left-padded; prompt_mask_bp: [B, P] bool (false at padding).
+    Returns rows in prompt-major order: row r*n + j is sample j of prompt r.
+    """
+    TRACE_COUNTS["generate_tokens"] += 1
+    b, p = prompt_bp.shape
+    n, max_new = spec.n, spec.max_new_tokens
+    rows = b * n
+    cache_dtype = jnp.dtype(spec.cache_dtype)
+    prompt_mask_bp = prompt_mask_bp.astype(bool)
+    positions_bp = jnp.maximum(jnp.cumsum(prompt_mask_bp, axis=1) - 1, 0).astype(jnp.int32)
+
+    # prefill over the B prompts only, into a cache of exactly P slots
+    TRACE_LOG.append(("prefill", b, p))
+    cache = transformer.init_kv_cache(cfg, b, p, cache_dtype)
+    hidden_bph, cache = transformer.forward(params, cfg, prompt_bp, positions_bp, kv_cache=cache, cache_index=0,
+                                            key_mask_bs=prompt_mask_bp, return_hidden=True)
+    head_hv = transformer.head_weight(params, cfg).astype(hidden_bph.dtype)
+    logits_bv = hidden_bph[:, -1] @ head_hv
+
+    # repeat per sample: row r*n + j
+    rep = (lambda x: jnp.repeat(x, n, axis=0)) if n > 1 else (lambda x: x)
+    cache = jax.tree.map(rep, cache)
+    logits_rv, key_mask_rp = rep(logits_bv), rep(prompt_mask_bp)
+    position_r = rep(positions_bp[:, -1]) + 1
+    TRACE_LOG.append(("decode", rows, p))
+
+    schedule = chunk_schedule(max_new, spec.chunk, spec.unroll)
+    total = 1 + sum(schedule)
+    uniforms_tr = jax.random.uniform(key, (total, rows), jnp.float32)
+    eos = jnp.asarray(spec.eos_ids or (-1,), jnp.int32)
+
+    tok_r, lp_r, raw_r = sample_step(logits_rv, uniforms_tr[0], spec)
+    tokens_rt = jnp.full((rows, total), spec.pad_id, jnp.int32).at[:, 0].set(tok_r)
+    lps_rt = jnp.zeros((rows, total), jnp.float32).at[:, 0].set(lp_r)
+    raws_rt = jnp.zeros((rows, total), jnp.float32).at[:, 0].set(raw_r)
+    done_r = jnp.isin(tok_r, eos) if spec.eos_ids else jnp.zeros((rows,), bool)
+    num_r = jnp.where(done_r, 1, total).astype(jnp.int32)
+
+    def one_step(state, key_mask_rs, slots):
+        i, cache, tok_r, position_r, tokens_rt, lps_rt, raws_rt, done_r, num_r = state
+        slot = p + i - 1  # the slot of token i-1 (the one fed now)
+        hidden_r1h, cache = transformer.forward(params, cfg, tok_r[:, None], position_r[:, None], kv_cache=cache,
+                                                cache_index=slot, key_mask_bs=key_mask_rs, return_hidden=True)
+        logits_rv = hidden_r1h[:, 0] @ head_hv
+        u_r = jax.lax.dynamic_index_in_dim(uniforms_tr, i, keepdims=False)
+        tok_r, lp_r, raw_r = sample_step(logits_rv, u_r, spec)
+        tok_r = jnp.where(done_r, spec.pad_id, tok_r)
+        lp_r, raw_r = jnp.where(done_r, 0.0, lp_r), jnp.where(done_r, 0.0, raw_r)
+        tokens_rt = jax.lax.dynamic_update_slice(tokens_rt, tok_r[:, None], (0, i))
+        lps_rt = jax.lax.dynamic_update_slice(lps_rt, lp_r[:, None], (0, i))
+        raws_rt = jax.lax.dynamic_update_slice(raws_rt, raw_r[:, None], (0, i))
+        if spec.eos_ids:
+            hit_r = ~done_r & jnp.isin(tok_r, eos)
+            num_r = jnp.where(hit_r, i + 1, num_r)
+            done_r = done_r | hit_r
+        return (i + 1, cache, tok_r, position_r + 1, tokens_rt, lps_rt, raws_rt, done_r, num_r)
+
+    state = (jnp.int32(1), cache, tok_r, position_r, tokens_rt, lps_rt, raws_rt, done_r, num_r)
+    filled = 1
+    for steps in schedule:  # one compiled loop per chunk; the cache grows between chunks
+        slots = p + filled + steps
+        i, cache, *rest = state
+        cache = _grow_cache(cache, slots)
+        key_mask_rs = jnp.concatenate([key_mask_rp, jnp.ones((rows, slots - p), bool)], axis=1)
+        end = filled + steps
+
+        def cond(state, end=end):
+            return (state[0] < end) & ~jnp.all(state[7])
+
+        def body(state, key_mask_rs=key_mask_rs, slots=slots):
+            for _ in range(spec.unroll):
+                state = one_step(state, key_mask_rs, slots)
+            return state
+
+        state = jax.lax.while_loop(cond, body, (i, cache, *rest))
+        filled = end
+    _, _, _, _, tokens_rt, lps_rt, raws_rt, _, num_r = state
+    return GenerateOut(tokens_rt[:, :max_new], lps_rt[:, :max_new], raws_rt[:, :max_new],
+                       jnp.minimum(num_r, max_new))
+
+
+# ------------------------------------------------------------------------------------------------
+# Host side: tokenization, bucketing, stop strings
+
+
+def pick_bucket(length: int, buckets: Sequence[int]) -> int:
+    for bucket in sorted(buckets):
+        if bucket >= length:
+            return bucket
+    return length  # longer than every bucket: its own shape
+
+
+def left_pad(prompts: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.full((len(prompts), length), pad_id, np.int32)
+    mask = np.zeros((len(prompts), length), bool)
+    for r, ids in enumerate(prompts):
+        if len(ids):
+            tokens[r, length - len(ids):] = ids
+            mask[r, length - len(ids):] = True
+    return tokens, mask
+
+
+def cut_at_stop(token_ids: list[int], stop: Sequence[str], decode: Callable[[list[int]], str]):
+    """(kept tokens, text, stopped): the shortest token prefix whose text contains a stop string,
+    and that text cut before the first stop string."""
+    def first_stop(text):
+        found = [text.find(s) for s in stop if s and s in text]
+        return min(found) if found else -1
+
+    if first_stop(decode(token_ids)) < 0:
+        return token_ids, decode(token_ids), False
+    lo, hi = 1, len(token_ids)  # binary search: containing a stop string is monotone in the prefix
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if first_stop(decode(token_ids[:mid])) >= 0:
+            hi = mid
+        else:
+            lo = mid + 1
+    text = decode(token_ids[:lo])
+    return token_ids[:lo], text[: first_stop(text)], True
+
+
+class Sampler:
+    """Text in, completions out. `params` may be a dict or a zero-argument callable returning the
+    current params (the RL loop passes a getter so each call samples with the latest policy).
+
+    max_cache_len bounds prompt bucket + max_new_tokens; buckets are the padded prompt lengths
+    (compiles are cached per (bucket, batch, DecodeSpec)). With a mesh, the prompt batch is sharded
+    over `data_axes` (padded to a multiple of their size) and params are used as placed.
+    """
+
+    def __init__(self, cfg: ModelConfig, params, tokenizer=None, *, max_cache_len: int | None = None,
+                 cache_dtype: str = "float32", buckets: Sequence[int] = DEFAULT_BUCKETS, mesh=None,
+                 data_axes: tuple[str, ...] = ("data",), chunk: int = 32, unroll: int = 4):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self._params = params
+        self.max_cache_len = max_cache_len or cfg.max_position_embeddings
+        if cache_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"cache_dtype must be 'float32' or 'bfloat16', got {cache_dtype!r}")
+        self.cache_dtype, self.buckets = cache_dtype, tuple(sorted(buckets))
+        self.mesh, self.data_axes = mesh, tuple(data_axes)
+        self.chunk, self.unroll = chunk, unroll
+
+    @property
+    def params(self) -> dict:
+        return self._params() if callable(self._params) else self._params
+
+    def eos_ids(self, sp: SamplingParams) -> tuple[int, ...]:
+        if sp.eos_ids is not None:
+            return tuple(sp.eos_ids)
+        ids = set(self.cfg.eos_token_ids)
+        if self.tokenizer is not None and self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return tuple(sorted(ids))
+
+    def pad_id(self) -> int:
+        for candidate in (self.cfg.pad_token_id, getattr(self.tokenizer, "pad_token_id", None),
+                          *self.cfg.eos_token_ids):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    def spec(self, sp: SamplingParams) -> DecodeSpec:
+        return DecodeSpec(n=sp.n, max_new_tokens=sp.max_new_tokens, greedy=sp.temperature == 0,
+                          top_k=min(sp.top_k, self.cfg.vocab_size), use_top_p=sp.top_p < 1,
+                          eos_ids=self.eos_ids(sp), pad_id=self.pad_id(),
+                          temperature=float(sp.temperature or 1.0), top_p=float(sp.top_p),
+                          cache_dtype=self.cache_dtype,
+                          chunk=self.chunk, unroll=self.unroll)
+
+    def encode(self, prompts) -> list[list[int]]:
+        if all(isinstance(p, str) for p in prompts):
+            if self.tokenizer is None:
+                raise ValueError("text prompts need a tokenizer")
+            return [list(self.tokenizer.encode(p)) for p in prompts]
+        return [[int(t) for t in p] for p in prompts]
+
+    def generate_arrays(self, prompt_ids: list[list[int]], sp: SamplingParams) -> tuple[GenerateOut, DecodeSpec]:
+        """Bucket, pad and run `generate_tokens`; returns device arrays (rows r*n + j)."""
+        if not prompt_ids:
+            raise ValueError("no prompts")
+        spec = self.spec(sp)
+        longest = max(len(p) for p in prompt_ids)
+        if min(len(p) for p in prompt_ids) == 0:
+            raise ValueError("empty prompt")
+        limit = min(self.max_cache_len, self.cfg.max_position_embeddings)
+        if longest + sp.max_new_tokens > limit:
+            raise ValueError(
+                f"prompt of {longest} tokens + max_new_tokens={sp.max_new_tokens} exceeds the context "
+                f"({limit} tokens: max_cache_len={self.max_cache_len}, "
+                f"max_position_embeddings={self.cfg.max_position_embeddings})")
+        fitting = [b for b in self.buckets if b + sp.max_new_tokens <= limit] or [longest]
+        length = pick_bucket(longest, fitting)
+        batch = len(prompt_ids)
+        shards = _data_size(self.mesh, self.data_axes)
+        padded = -(-batch // shards) * shards
+        ids = list(prompt_ids) + [prompt_ids[0]] * (padded - batch)
+        tokens, mask = left_pad(ids, length, spec.pad_id)
+        tokens, mask = self._place(tokens), self._place(mask)
+        out = generate_tokens(self.params, self.cfg, tokens, mask, jax.random.key(sp.seed), spec=spec)
+        if padded != batch:
+            out = GenerateOut(*(x[: batch * sp.n] for x in out))
+        return out, spec
+
+    def _place(self, x):
+        if self.mesh is None:
+            return x
+        from jax.sharding import NamedSharding, PartitionSpec
+        return jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(self.data_axes)))
+
+    def generate(self, prompts, sp: SamplingParams | None = None) -> list[list[Completion]]:
+        """One list of `sp.n` completions per prompt (text or token-id prompts)."""
+        sp = sp or SamplingParams()
+        prompt_ids = self.encode(prompts)
+        out, spec = self.generate_arrays(prompt_ids, sp)
+        tokens, lps, raws, nums = (np.asarray(x) for x in out)
+        results = []
+        for r in range(len(prompt_ids)):
+            group = []
+            for row in range(r * sp.n, (r + 1) * sp.n):
+                group.append(self._completion(tokens[row], lps[row], raws[row], int(nums[row]), spec, sp))
+            results.append(group)
+        return results
+
+    def _decode(self, ids: list[int]) -> str:
+        if self.tokenizer is None:
+            return ""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _completion(self, tokens, lps, raws, num, spec: DecodeSpec, sp: SamplingParams) -> Completion:
+        ids = [int(t) for t in tokens[:num]]
+        reason = "eos" if ids and ids[-1] in spec.eos_ids else "length"
+        text_ids = ids[:-1] if reason == "eos" else ids
+        stopped = False
+        if sp.stop and self.tokenizer is not None:
+            kept, text, stopped = cut_at_stop(text_ids, sp.stop, self._decode)
+        if stopped:
+            ids, reason = kept, "stop"
+        else:
+            text = self._decode(text_ids)
+        k = len(ids)
+        return Completion(ids, text, [float(x) for x in lps[:k]], [float(x) for x in raws[:k]], reason)
+
+
+def _data_size(mesh, axes) -> int:
+    if mesh is None:
+        return 1
+    return int(np.prod([mesh.shape[a] for a in axes if a in mesh.shape]))
