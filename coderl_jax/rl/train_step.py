@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from coderl_jax.models import transformer
+from coderl_jax.models import sharding, transformer
 from coderl_jax.models.config import ModelConfig
+from coderl_jax.parallel import BATCH_AXES
 from coderl_jax.rl.kl import kl_penalty
 from coderl_jax.rl.logprobs import token_logprobs
 from coderl_jax.rl.policy_loss import loss_denominator, loss_numerator, masked_mean, policy_loss_per_token
@@ -58,6 +61,7 @@ class LossConfig:
     entropy_coef: float = 0.0
     temperature: float = 1.0  # the sampler's; log-probs are taken of logits / temperature
     logprob_chunk_rows: int = 1024
+    remat: bool = False  # recompute each decoder layer in the backward pass (less memory, ~1/3 more compute)
 
 
 class TrainState(NamedTuple):
@@ -94,10 +98,10 @@ def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainSt
 
 
 def sequence_logprobs(params, model_cfg: ModelConfig, batch: dict, *, temperature: float = 1.0,
-                      chunk_rows: int = 1024):
+                      chunk_rows: int = 1024, remat: bool = False):
     """(logprobs_bt, entropy_bt) of tokens[t+1] at every position t (last position: 0)."""
     hidden_blh = transformer.forward(params, model_cfg, batch["tokens"], batch["positions"],
-                                     mask_bt=batch["attn_mask"], return_hidden=True).logits_btv
+                                     mask_bt=batch["attn_mask"], return_hidden=True, remat=remat).logits_btv
     targets_bl = jnp.concatenate([batch["tokens"][:, 1:], jnp.zeros_like(batch["tokens"][:, :1])], axis=1)
     return token_logprobs(hidden_blh, transformer.head_weight(params, model_cfg), targets_bl,
                           chunk_rows=chunk_rows, temperature=temperature)
@@ -105,7 +109,7 @@ def sequence_logprobs(params, model_cfg: ModelConfig, batch: dict, *, temperatur
 
 def _micro_loss(params, micro: dict, denominator, model_cfg: ModelConfig, loss_cfg: LossConfig):
     logp_bl, entropy_bl = sequence_logprobs(params, model_cfg, micro, temperature=loss_cfg.temperature,
-                                            chunk_rows=loss_cfg.logprob_chunk_rows)
+                                            chunk_rows=loss_cfg.logprob_chunk_rows, remat=loss_cfg.remat)
     mask = micro["loss_mask"].astype(jnp.float32)
     pg_bl, aux = policy_loss_per_token(logp_bl, micro["old_logprobs"], micro["advantages"],
                                        clip_low=loss_cfg.clip_low, clip_high=loss_cfg.clip_high,
@@ -150,7 +154,10 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model_cfg: Mod
     if num_micro == 1:
         (loss, aux), grads = grad_fn(state.params, batch, denominator, model_cfg, loss_cfg)
     else:
-        micro = jax.tree.map(lambda x: x.reshape(num_micro, b // num_micro, *x.shape[1:]), batch)
+        # micro-batch i holds rows i, i + num_micro, ...: with the batch split over devices in
+        # contiguous blocks, every micro-batch then stays spread over all devices
+        micro = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(b // num_micro, num_micro, *x.shape[1:]), 1, 0),
+                             batch)
 
         def accumulate(carry, micro_batch):
             grads_acc, loss_acc, aux_acc = carry
@@ -184,14 +191,84 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model_cfg: Mod
 
 def make_train_step(model_cfg: ModelConfig, loss_cfg: LossConfig, optimizer: optax.GradientTransformation, *,
                     num_micro: int = 1, state_shardings=None, batch_sharding=None):
-    """The jitted step with donated state; with shardings, explicit in/out shardings for a mesh."""
+    """The jitted step with donated state; with shardings, explicit in/out shardings for a mesh
+    (see `make_sharded_train_step`, which builds them)."""
     fn = functools.partial(train_step, model_cfg=model_cfg, loss_cfg=loss_cfg, optimizer=optimizer,
                            num_micro=num_micro)
     if state_shardings is None:
         return jax.jit(lambda s, b, r: fn(s, b, r), donate_argnums=(0,))
+    replicated = NamedSharding(batch_sharding.mesh, P())
     return jax.jit(lambda s, b, r: fn(s, b, r), donate_argnums=(0,),
-                   in_shardings=(state_shardings, batch_sharding, None),
-                   out_shardings=(state_shardings, None))
+                   in_shardings=(state_shardings, batch_sharding, replicated),
+                   out_shardings=(state_shardings, replicated))
+
+
+# ------------------------------------------------------------------------------------------------
+# Sharding on a ("data", "fsdp", "tensor") mesh
+
+
+def train_state_shardings(model_cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh,
+                          rules=None) -> TrainState:
+    """A TrainState of NamedShardings: parameters by the training rules, every optimizer-state leaf
+    that mirrors a parameter (Adam's mu and nu, ...) like that parameter, the rest (counts,
+    schedule state) replicated.
+
+    An optimizer-state leaf mirrors a parameter when the end of its tree path is that parameter's
+    path in the params dict and the shapes agree (optax nests the params tree inside its states).
+    """
+    rules = sharding.rules_for(model_cfg, "train") if rules is None else rules
+    shapes = transformer.param_shapes(model_cfg)
+    p_shardings = sharding.param_shardings(model_cfg, mesh, rules)
+    by_path = {tuple(sharding.path_names(path)): (leaf.shape, s) for (path, leaf), s in zip(
+        jax.tree_util.tree_flatten_with_path(shapes)[0], jax.tree.leaves(p_shardings), strict=True)}
+    replicated = NamedSharding(mesh, P())
+
+    def opt_leaf(path, leaf):
+        names = tuple(sharding.path_names(path))
+        for start in range(len(names)):
+            shape, s = by_path.get(names[start:], (None, None))
+            if s is not None and shape == leaf.shape:
+                return s
+        return replicated
+
+    opt_shapes = jax.eval_shape(optimizer.init, shapes)
+    return TrainState(step=replicated, params=p_shardings,
+                      opt_state=jax.tree_util.tree_map_with_path(opt_leaf, opt_shapes))
+
+
+def train_batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Every batch field [B, L]: rows over ("data", "fsdp"), the length replicated."""
+    return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def shard_state(state: TrainState, state_shardings: TrainState) -> TrainState:
+    """Move (or reshard) a TrainState onto the mesh."""
+    return jax.device_put(state, state_shardings)
+
+
+def shard_batch(batch: dict, batch_sharding: NamedSharding, num_micro: int = 1) -> dict:
+    """Put a host batch on the mesh; its rows (per micro-batch) must split evenly over the data axes."""
+    groups = math.prod(batch_sharding.mesh.shape[a] for a in BATCH_AXES)
+    rows = len(batch["tokens"])
+    if rows % (groups * num_micro):
+        raise ValueError(f"batch of {rows} sequences with {num_micro} micro-batch(es) does not split over the "
+                         f"{groups} data-parallel groups of the mesh {dict(batch_sharding.mesh.shape)}")
+    return jax.device_put(batch, batch_sharding)
+
+
+def make_sharded_train_step(model_cfg: ModelConfig, loss_cfg: LossConfig, optimizer: optax.GradientTransformation,
+                            mesh: Mesh, *, num_micro: int = 1, rules=None):
+    """(jitted step, state shardings, batch sharding) for `mesh`.
+
+    The step has explicit in/out shardings and donates the state; put the state and batches on the
+    mesh with `shard_state` / `shard_batch`. The result equals the single-device step up to float
+    summation order (tests/rl/multidevice_train_step.py).
+    """
+    state_sh = train_state_shardings(model_cfg, optimizer, mesh, rules)
+    batch_sh = train_batch_sharding(mesh)
+    step = make_train_step(model_cfg, loss_cfg, optimizer, num_micro=num_micro, state_shardings=state_sh,
+                           batch_sharding=batch_sh)
+    return step, state_sh, batch_sh
 
 
 def make_logprob_fn(model_cfg: ModelConfig, *, temperature: float = 1.0, chunk_rows: int = 1024):

@@ -62,3 +62,27 @@ def test_no_full_vocab_buffer_in_chunked_program():
     mem = jax.jit(jax.grad(lambda x, w: f(x, w), argnums=(0, 1))).lower(hidden, head).compile().memory_analysis()
     full_bytes = rows * vocab * 4
     assert mem.temp_size_in_bytes < full_bytes / 2, (mem.temp_size_in_bytes, full_bytes)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_custom_backward_equals_autodiff_of_the_plain_formula(temperature):
+    # the hand-written backward (log-prob and entropy terms, temperature) against jax.grad of the
+    # straightforward log_softmax / entropy expression
+    rng = np.random.RandomState(2)
+    hidden = jnp.asarray(rng.normal(0, 1, (2, 6, 8)), jnp.float32)
+    head = jnp.asarray(rng.normal(0, 1, (8, 40)), jnp.float32)
+    targets = jnp.asarray(rng.randint(0, 40, (2, 6)))
+    a, c = jnp.asarray(rng.normal(0, 1, (2, 6)), jnp.float32), jnp.asarray(rng.normal(0, 1, (2, 6)), jnp.float32)
+
+    def plain(h, w):
+        logp_btv = jax.nn.log_softmax(h @ w / temperature)
+        logp = jnp.take_along_axis(logp_btv, targets[..., None], -1)[..., 0]
+        ent = -jnp.sum(jnp.exp(logp_btv) * logp_btv, -1)
+        return jnp.sum(a * logp + c * ent)
+
+    def ours(h, w):
+        logp, ent = token_logprobs(h, w, targets, chunk_rows=5, temperature=temperature)
+        return jnp.sum(a * logp + c * ent)
+
+    for g_ours, g_plain in zip(jax.grad(ours, (0, 1))(hidden, head), jax.grad(plain, (0, 1))(hidden, head)):
+        np.testing.assert_allclose(np.asarray(g_ours), np.asarray(g_plain), rtol=1e-5, atol=1e-5)

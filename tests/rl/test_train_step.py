@@ -1,5 +1,7 @@
 """The train step against an independent NumPy computation of verl's loss, plus its invariances."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,8 @@ import pytest
 
 from coderl_jax.models import ModelConfig, init_params
 from coderl_jax.models import transformer
+from coderl_jax.parallel.simulated import run_pytest_on_simulated_devices
+from coderl_jax.rl import train_step as train_step_module
 from coderl_jax.rl.train_step import (
     LossConfig, OptimConfig, init_train_state, make_logprob_fn, make_optimizer, make_train_step,
 )
@@ -141,3 +145,20 @@ def test_schedules():
     assert float(cos(100)) == pytest.approx(0.0, abs=1e-6) and float(cos(50)) == pytest.approx(0.5, abs=0.02)
     with pytest.raises(ValueError, match="schedule"):
         learning_rate_schedule(OptimConfig(schedule="linear"))
+
+
+def test_remat_gives_the_same_gradients(setup):
+    params, batch = setup
+    grads = []
+    for remat in (False, True):
+        loss_cfg = LossConfig(kl_coef=0.05, remat=remat)
+        fn = jax.jit(jax.grad(lambda p: train_step_module._micro_loss(p, batch, 10.0, CFG, loss_cfg)[0]))
+        grads.append(fn(params))
+    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), *grads))
+    assert max(diffs) < 1e-7
+    assert max(jax.tree.leaves(jax.tree.map(lambda g: float(jnp.max(jnp.abs(g))), grads[0]))) > 1e-4
+
+
+def test_sharded_step_on_8_simulated_devices():
+    rc, out = run_pytest_on_simulated_devices(Path(__file__).parent / "multidevice_train_step.py")
+    assert rc == 0, out
