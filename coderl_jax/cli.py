@@ -11,6 +11,7 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
+    "train": ("coderl_jax.train.cli", "GRPO training (resumes from the last checkpoint in out_dir)"),
     "generate": ("coderl_jax.sampling.cli", "sample completions from a model"),
     "export": ("coderl_jax.models.export_cli", "write parameters as a Hugging Face directory"),
 }

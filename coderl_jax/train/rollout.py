@@ -1,5 +1,4 @@
-"""Host-side glue of a GRPO step: code extraction, unit-test rewards, and packing rollouts into the
-fixed-shape arrays the train step expects.
+"""Packing rollouts into the fixed-shape arrays the train step expects.
 
 Packing layout (see rl/train_step.py): each row is `[left padding][prompt][response][right padding]`
 of static length L = max_prompt_len + max_new_tokens. Entry t of the per-token arrays is about
@@ -9,47 +8,9 @@ p-1 .. p+n-2.
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
-
-
-def extract_code(response: str) -> str | None:
-    """The last fenced code block of a response (the official code's rule: the last ```python
-    block; an untagged fence counts too, and an unclosed final fence runs to the end)."""
-    blocks = _FENCE.findall(response)
-    if not blocks:
-        return None
-    code = blocks[-1].strip("\n")
-    return code if code.strip() else None
-
-
-def code_reward_requests(problems: Sequence, responses: Sequence[str], *, timeout_s: float = 6.0,
-                         prepend_prompt_for_assert: bool = False) -> tuple[list[dict], list[int]]:
-    """Tracer run_tests requests for the responses that contain code; returns (requests, row index)."""
-    requests, rows = [], []
-    for i, (problem, response) in enumerate(zip(problems, responses)):
-        code = extract_code(response)
-        if code is None:
-            continue
-        requests.append({"id": str(i), "program": code, "tests": problem.tests, "timeout_s": timeout_s})
-        rows.append(i)
-    return requests, rows
-
-
-def code_rewards(pool, problems: Sequence, responses: Sequence[str], *, timeout_s: float = 6.0):
-    """Binary rewards (1.0 when every test passes) and the tracer's statuses, one per response."""
-    requests, rows = code_reward_requests(problems, responses, timeout_s=timeout_s)
-    rewards = np.zeros(len(responses), np.float32)
-    statuses = ["no_code"] * len(responses)
-    if requests:
-        for row, result in zip(rows, pool.run_tests(requests)):
-            rewards[row] = 1.0 if result.get("passed") else 0.0
-            statuses[row] = result.get("status", "sandbox_error")
-    return rewards, statuses
 
 
 def pack_rollouts(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], *, length: int,

@@ -1,0 +1,44 @@
+"""`coderl train [--config FILE] [key=value ...]`: run or resume GRPO training."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny_cpu.py"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="a Python config file defining `config` (default: configs/tiny_cpu.py)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="typed overrides of config fields, e.g. steps=20 optim.learning_rate=1e-5")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def main(args) -> int:
+    import dataclasses
+    import json
+    import sys
+
+    from coderl_jax.train.config_util import ConfigOverrideError, apply_overrides, load_config_file
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save chatter
+    try:
+        cfg = apply_overrides(load_config_file(args.config), args.overrides).validate()
+    except (ConfigOverrideError, ValueError) as e:
+        print(f"coderl train: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return 0
+    from coderl_jax.train.loop import train
+
+    last = train(cfg)
+    if last:
+        keys = [k for k in ("reward/mean", "reward/pass_rate", "actor/loss", "actor/kl_loss", "eval/pass@1") if k in last]
+        print("final step " + str(last.get("step")) + ": " + ", ".join(f"{k}={last[k]:.4f}" for k in keys))
+    print(f"metrics: {Path(cfg.out_dir) / 'metrics.jsonl'}; checkpoints: {Path(cfg.out_dir) / 'checkpoints'}")
+    return 0
