@@ -14,8 +14,8 @@ Submodules are imported lazily so that the zygote stays small.
 
 from __future__ import annotations
 
+import _thread
 import atexit
-import threading
 from typing import Any
 
 __all__ = ["TracerPool", "TracerClient", "Limits", "QueueFull", "RequestError", "detect_layers", "run_tests",
@@ -24,7 +24,9 @@ __all__ = ["TracerPool", "TracerClient", "Limits", "QueueFull", "RequestError", 
 _LAZY = {"TracerPool": "tracer.pool", "QueueFull": "tracer.pool", "RequestError": "tracer.pool",
          "Limits": "tracer.sandbox", "detect_layers": "tracer.sandbox", "TracerClient": "tracer.client"}
 _default = None
-_default_lock = threading.Lock()
+# _thread, not threading: the zygote imports this package, and threading's at-fork hook would run
+# Python code (and dirty copy-on-write pages) in every forked child.
+_default_lock = _thread.allocate_lock()
 
 
 def __getattr__(name: str) -> Any:

@@ -47,12 +47,16 @@ class Channel:
     def __init__(self, fd: int, nonce: str):
         self._fd, self._nonce = fd, nonce
 
-    def send(self, record: dict) -> None:
-        record["n"] = self._nonce
+    def send(self, *records: dict) -> None:
+        """Write the records as one write (the supervisor wakes once for all of them)."""
         limit = sys.get_int_max_str_digits()
         sys.set_int_max_str_digits(0)  # huge ints cross the channel exactly; the program keeps its limit
         try:
-            data = (json.dumps(record, ensure_ascii=True, allow_nan=True) + "\n").encode()
+            lines = []
+            for record in records:
+                record["n"] = self._nonce
+                lines.append(json.dumps(record, ensure_ascii=True, allow_nan=True) + "\n")
+            data = "".join(lines).encode()
         finally:
             sys.set_int_max_str_digits(limit)
         view = memoryview(data)
@@ -143,14 +147,46 @@ def _compile(src: str, name: str, ch: Channel, where: str):
         return None
 
 
+def _make_streams() -> tuple:
+    """Text streams over fds 0/1/2 (lone surrogates are escaped instead of raising)."""
+    return (io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8",
+                             errors="surrogateescape"),
+            io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False), 1 << 16), encoding="utf-8",
+                             errors="backslashreplace"),
+            io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+                             write_through=True))
+
+
+_PREPARED_STREAMS: tuple | None = None
+
+
+def prepare_streams() -> None:
+    """In the zygote: build the children's streams once, each child then gets its own copy-on-write
+    copy, never used before. While they are built, fds 0/1/2 are of the kinds a child has (stdin a
+    memfd, stdout and stderr pipes), so what the objects cache (seekable, position) is the child's."""
+    global _PREPARED_STREAMS
+    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    mem = os.memfd_create("tracer-stdin")
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    try:
+        for fd, target in ((mem, 0), (w1, 1), (w2, 2)):
+            os.dup2(fd, target)
+        _PREPARED_STREAMS = _make_streams()
+    finally:
+        for fd, orig in zip((0, 1, 2), saved):
+            os.dup2(orig, fd)
+            os.close(orig)
+        for fd in (mem, r1, w1, r2, w2):
+            os.close(fd)
+
+
 def _streams() -> None:
-    """Fresh text streams over fds 0/1/2 (lone surrogates are escaped instead of raising)."""
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
-                                                 encoding="utf-8", errors="surrogateescape")
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False), 1 << 16),
-                                                   encoding="utf-8", errors="backslashreplace")
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                                   errors="backslashreplace", write_through=True)
+    # The prepared streams assume the fd kinds Zygote.run always passes (memfd stdin, pipe stdout/stderr).
+    streams = _PREPARED_STREAMS or _make_streams()
+    sys.stdin = sys.__stdin__ = streams[0]
+    sys.stdout = sys.__stdout__ = streams[1]
+    sys.stderr = sys.__stderr__ = streams[2]
 
 
 def _flush() -> None:
@@ -161,10 +197,14 @@ def _flush() -> None:
             pass
 
 
-def _finish(ch: Channel, complete: bool = True) -> None:
+def _finish(ch: Channel, complete: bool = True, last: dict | None = None) -> None:
+    """Flush the program's output, send ``last`` and (if ``complete``) the end record, exit."""
     _flush()
+    records = [last] if last is not None else []
     if complete:
-        ch.send({"k": "end"})
+        records.append({"k": "end"})
+    if records:
+        ch.send(*records)
     os._exit(0)
 
 
@@ -184,9 +224,7 @@ def run_stdio(job: dict, ch: Channel) -> None:
         rec.update(s=_case_status(e), err=describe(e))
         del e
     rec["t"] = time.perf_counter() - t0
-    _flush()
-    ch.send(rec)
-    _finish(ch)
+    _finish(ch, last=rec)
 
 
 def _call_target(g: dict, fn_name: str) -> Callable[[], Callable]:
@@ -276,7 +314,7 @@ def run_assert(job: dict, ch: Channel) -> None:
         # The test runs on a copy of the program's namespace with pristine builtins, and sees the
         # entry point through the guard (the program's own recursive calls do not).
         tg = dict(g)
-        tg["__builtins__"] = dict(_PRISTINE_BUILTINS)
+        tg["__builtins__"] = _PRISTINE_BUILTINS  # this child's own copy-on-write copy, used once
         if entry:
             if not callable(g.get(entry)):
                 raise NameError(f"entry point {entry!r} is not defined")
@@ -289,9 +327,7 @@ def run_assert(job: dict, ch: Channel) -> None:
         rec.update(s=_case_status(e), err=describe(e))
         del e
     rec["t"] = time.perf_counter() - t0
-    _flush()
-    ch.send(rec)
-    _finish(ch, complete=rec["s"] != "exited_early")
+    _finish(ch, complete=rec["s"] != "exited_early", last=rec)
 
 
 def run_trace(job: dict, ch: Channel) -> None:
@@ -306,9 +342,7 @@ def run_trace(job: dict, ch: Channel) -> None:
         _flush()
         ch.send({"k": "trace_error", "err": describe(e)})
         _finish(ch)
-    _flush()
-    ch.send({"k": "trace", "r": res})
-    _finish(ch)
+    _finish(ch, last={"k": "trace", "r": res})
 
 
 _RUNNERS = {"stdio": run_stdio, "call": run_call, "assert": run_assert, "trace": run_trace}

@@ -259,7 +259,7 @@ class Zygote:
             os.chmod(self.tmp, 0o711)
         self.nproc = self._nproc()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cfg = {"fd": child.fileno(), "uid": self.uid, "sweep": layers.sweep, "tmp": self.tmp}
+        cfg = {"fd": child.fileno(), "uid": self.uid, "sweep": layers.sweep, "tmp": self.tmp, "env": _BASE_ENV}
         # -S: no site module, so no .pth file runs; the site-packages directories are added by hand.
         path = [_ROOT, *_site_dirs()]
         boot = f"import sys; sys.path[1:1] = {path!r}; from tracer.zygote import main; main(sys.argv[1:])"
@@ -327,7 +327,7 @@ class Zygote:
         self.jobs += 1
         nonce = secrets.token_hex(16)
         lim = self.limits
-        hdr = {"t": "run", "env": _BASE_ENV, "limits": {
+        hdr = {"t": "run", "limits": {
             "cpu_s": max(1, math.ceil(cpu_s)), "as_bytes": lim.memory_mb << 20, "file_bytes": lim.file_bytes,
             "nofile": lim.nofile, "nproc": self.nproc}}
         out = Outcome()

@@ -34,6 +34,8 @@ import sys
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _libc = ctypes.CDLL(None, use_errno=True)
+_harness = None  # tracer.harness, imported in main()
+_FD_BOUND = max(1 << 16, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 # Modules children commonly import; loading them once here makes them free after fork. The list
 # is short on purpose: every resident page makes fork and exit of each child slower.
@@ -137,46 +139,61 @@ def _children() -> list[int]:
 
 
 def _close_from(low: int) -> None:
-    if _libc.close_range(low, 0xFFFFFFFF, 0) != 0:  # kernel >= 5.9
-        os.closerange(low, 1 << 16)
+    # CPython uses the close_range syscall here (kernel >= 5.9); no fd can exceed the soft limit.
+    os.closerange(low, _FD_BOUND)
 
 
 def _child(hdr: dict, fds: list[int], workdir: str, uid: int | None) -> None:
-    """In the forked child: isolate, limit, drop privileges, then run the harness."""
+    """In the forked child: isolate, limit, drop privileges, then run the harness.
+
+    Everything that is the same for every job (signal dispositions, the scrubbed environment,
+    the harness import) was done once in the zygote before forking: each Python-level step
+    here dirties copy-on-write pages, and those page faults are most of a job's cost."""
     try:
         os.setsid()
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in fds]  # avoid clobbering
-        stdin_fd, out_fd, err_fd, ver_fd, job_fd = high[1], high[2], high[3], high[4], high[0]
-        for fd, target in ((stdin_fd, 0), (out_fd, 1), (err_fd, 2), (ver_fd, 3), (job_fd, 4)):
+        for fd, target in zip(high, (4, 0, 1, 2, 3)):  # job, stdin, stdout, stderr, verdict
             os.dup2(fd, target)
         _close_from(5)  # the control socket, the originals, anything else
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGALRM):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with EFBIG
-        with os.fdopen(4, "rb") as f:
-            job = marshal.loads(f.read())
+        size = os.fstat(4).st_size
+        data = os.read(4, size) if size else b""
+        while len(data) < size:
+            chunk = os.read(4, size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        os.close(4)
+        job = marshal.loads(data)
+        del data
         os.chdir(workdir)
         lim = hdr["limits"]
-        for name, value in (("RLIMIT_CPU", lim["cpu_s"]), ("RLIMIT_AS", lim["as_bytes"]),
-                            ("RLIMIT_FSIZE", lim["file_bytes"]), ("RLIMIT_NOFILE", lim["nofile"]),
-                            ("RLIMIT_CORE", 0), ("RLIMIT_NPROC", lim["nproc"])):
+        for res, value in ((resource.RLIMIT_CPU, lim["cpu_s"]), (resource.RLIMIT_AS, lim["as_bytes"]),
+                           (resource.RLIMIT_FSIZE, lim["file_bytes"]), (resource.RLIMIT_NOFILE, lim["nofile"]),
+                           (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, lim["nproc"])):
             if value is not None:
-                hard = value + 1 if name == "RLIMIT_CPU" else value
-                resource.setrlimit(getattr(resource, name), (value, hard))
+                resource.setrlimit(res, (value, value + 1 if res == resource.RLIMIT_CPU else value))
         if uid is not None:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-        _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        os.environ.clear()
-        os.environ.update(hdr["env"])
-        os.environ["HOME"] = os.environ["TMPDIR"] = workdir
-        from tracer import harness
-
-        harness.main(job, verdict_fd=3)
+        _harness.main(job, verdict_fd=3)
     except BaseException:  # noqa: BLE001 - nothing may escape into the zygote's loop
         pass
     os._exit(70)
+
+
+def _job_environment(env: dict[str, str], workdir: str) -> None:
+    """Make the zygote's own environment exactly the jobs' (children inherit it as is)."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+
+
+def _job_signals() -> None:
+    """Signal dispositions every job starts with (inherited through fork)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGALRM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with EFBIG
 
 
 def _site_builtins() -> None:
@@ -197,7 +214,11 @@ def main(argv: list[str]) -> None:
     tmp: str = cfg["tmp"]
     os.makedirs(tmp, exist_ok=True)
     _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # no_new_privs is inherited through fork and can never be cleared: set once here, it holds for
+    # every child (the zygote itself never executes anything).
+    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    _job_signals()
     sys.set_int_max_str_digits(0)
     _site_builtins()
     for name in _PRELOAD:
@@ -205,10 +226,18 @@ def main(argv: list[str]) -> None:
             __import__(name)
         except Exception:  # noqa: BLE001 - a missing optional module is fine
             pass
+    global _harness
+    from tracer import harness as _harness
+
+    _harness.prepare_streams()
+
+    # One work directory name for every job (the previous one is removed before the next starts),
+    # so the environment that names it is set once here, not in each child.
+    workdir = f"{tmp}/job"
+    _job_environment(cfg["env"], workdir)
     gc.collect()
     gc.freeze()  # keep preloaded objects out of the collector: fewer copy-on-write faults
     _send(ctl, {"t": "ready", "pid": os.getpid(), "uid": uid, "sweep": mode})
-    n = 0
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 8)
@@ -217,9 +246,11 @@ def main(argv: list[str]) -> None:
         if not data:
             break
         hdr = json.loads(data)
-        n += 1
-        workdir = f"{tmp}/job{n}"
-        os.mkdir(workdir, 0o700)
+        try:
+            os.mkdir(workdir, 0o700)
+        except FileExistsError:  # left over by a job whose wipe failed (reported as not clean)
+            shutil.rmtree(workdir, ignore_errors=True)
+            os.mkdir(workdir, 0o700)
         if uid is not None:
             os.chown(workdir, uid, uid)
         pid = os.fork()

@@ -165,3 +165,20 @@ def test_pool_close_leaves_nothing(tmp_path):
     p.close()
     assert all(proc.poll() is not None for proc in procs)
     assert {q for q in os.listdir("/tmp") if q.startswith("tracer-")} == before
+
+
+def test_child_state_set_up_once_in_the_zygote(pool):
+    """Environment, no_new_privs, signal dispositions and the prepared std streams: set up once in
+    the zygote and inherited by each child, they must look exactly like a per-child setup."""
+    prog = ("import os, signal, sys\n"
+            "env = sorted(k for k in os.environ if k not in ('HOME', 'TMPDIR'))\n"
+            "nnp = [l.split()[1] for l in open('/proc/self/status') if l.startswith('NoNewPrivs')]\n"
+            "print(env, nnp, os.environ['HOME'] == os.environ['TMPDIR'] == os.getcwd())\n"
+            "print(signal.getsignal(signal.SIGINT) == signal.SIG_DFL, signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN)\n"
+            "print(sys.stdin.seekable(), sys.stdout.seekable(), sys.stdin.read(), 'threading' in sys.modules)\n"
+            "open('f', 'w').write('x')\n")
+    want = ("['LANG', 'LC_ALL', 'MKL_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'PATH', "
+            "'PYTHONDONTWRITEBYTECODE', 'PYTHONIOENCODING'] ['1'] True\nTrue True\nTrue False abc False\n")
+    for _ in range(3):  # the same work directory name is reused once the previous job's is gone
+        r = one(pool, stdio(prog, ["abc", "abc"], [want, want]))
+        assert r["status"] == "passed", r
