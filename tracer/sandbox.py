@@ -136,12 +136,15 @@ def _bwrap_args(tmp_bytes: int | None) -> list[str]:
     hidden = _hidden_dirs()
     for d in hidden:
         args += ["--tmpfs", d]
+    # the code and packages the zygote imports may live under a hidden directory or under /tmp
+    # (a checkout or a virtual environment there): bind them back, read-only, at the same path
+    covered = [*hidden, "/tmp"]
     bound: list[str] = []
     made: set[str] = set()
     for p in sorted(_needed_paths()):
         if any(p == b or p.startswith(b + "/") for b in bound):
             continue
-        for d in hidden:
+        for d in covered:
             if p.startswith(d + "/"):
                 parts = p[len(d) + 1:].split("/")[:-1]
                 for i in range(len(parts)):  # parents that bwrap would otherwise create with mode 0700

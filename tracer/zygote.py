@@ -107,24 +107,42 @@ def _sweep(mode: str, uid: int | None, pgid: int) -> int:
     return _reap_all()
 
 
-def _wipe(tmp: str, workdir: str) -> bool:
-    """Empty the zygote's temp dir (the job's work dir and whatever it wrote to /tmp)."""
+def _tree(tmp: str) -> set[str]:
+    """Every path below `tmp`, not descending into mount points (read-only binds of our code)."""
+    paths: set[str] = set()
+    for root, dirs, files in os.walk(tmp):
+        inside = []
+        for d in dirs:
+            full = os.path.join(root, d)
+            paths.add(full)
+            if not os.path.ismount(full):
+                inside.append(d)
+        dirs[:] = inside
+        paths.update(os.path.join(root, f) for f in files)
+    return paths
+
+
+def _wipe(tmp: str, workdir: str, keep: frozenset[str] = frozenset()) -> bool:
+    """Empty the zygote's temp dir (the job's work dir and whatever it wrote to /tmp), except the
+    paths present before the first job (`keep`: read-only binds of the code the zygote runs and
+    their parent directories). Returns whether only those remain."""
     try:
         os.rmdir(workdir)  # the common case: the job wrote nothing
-        if not os.listdir(tmp):
+        if not keep and not os.listdir(tmp):
             return True
     except OSError:
         pass
-    with os.scandir(tmp) as it:
-        for entry in it:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
-    return not os.listdir(tmp)
+    for path in sorted(_tree(tmp) - keep, key=len):
+        if not os.path.lexists(path):
+            continue  # removed with its parent
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    return _tree(tmp) <= keep
 
 
 def _children() -> list[int]:
@@ -234,6 +252,9 @@ def main(argv: list[str]) -> None:
     # One work directory name for every job (the previous one is removed before the next starts),
     # so the environment that names it is set once here, not in each child.
     workdir = f"{tmp}/job"
+    if os.path.isdir(workdir):
+        shutil.rmtree(workdir, ignore_errors=True)
+    keep = frozenset(_tree(tmp))  # read-only binds of the zygote's own code (see sandbox.py)
     _job_environment(cfg["env"], workdir)
     gc.collect()
     gc.freeze()  # keep preloaded objects out of the collector: fewer copy-on-write faults
@@ -278,7 +299,7 @@ def main(argv: list[str]) -> None:
         _, status = os.waitpid(pid, 0)
         os.close(pidfd)
         swept = _sweep(mode, uid, pid)
-        clean = _wipe(tmp, workdir)
+        clean = _wipe(tmp, workdir, keep)
         if supervisor_gone:
             break
         _send(ctl, {"t": "exit", "status": status, "swept": swept, "clean": clean})

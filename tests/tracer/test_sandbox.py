@@ -182,3 +182,41 @@ def test_child_state_set_up_once_in_the_zygote(pool):
     for _ in range(3):  # the same work directory name is reused once the previous job's is gone
         r = one(pool, stdio(prog, ["abc", "abc"], [want, want]))
         assert r["status"] == "passed", r
+
+
+def test_package_under_tmp_is_visible_inside_the_sandbox(tmp_path):
+    """A checkout or virtual environment under /tmp (hidden by the private /tmp) still works:
+    the zygote's code is bound back read-only, and jobs cannot leave files next to it."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="tracer-checkout-"))
+    try:
+        shutil.copytree(Path(__file__).resolve().parents[2] / "tracer", root / "tracer",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        script = (
+            "import json, sys\n"
+            f"sys.path.insert(0, {str(root)!r})\n"
+            "import tracer\n"
+            "assert tracer.__file__.startswith(sys.path[0]), tracer.__file__\n"
+            "from tracer import TracerPool\n"
+            "prog = 'import os\\nfor d in (%r, %r):\\n    try:\\n        open(d + \"/planted\", \"w\").write(\"x\")\\n'"
+            f" % ({str(root)!r}, {str(root.parent)!r}) + "
+            "'    except OSError:\\n        pass\\nprint(input())\\n'\n"
+            "with TracerPool(workers=1) as pool:\n"
+            "    res = pool.run_tests([{'id': str(i), 'program': prog, 'tests': {'style': 'stdio', 'inputs': ['7\\n'],"
+            " 'outputs': ['7\\n']}, 'timeout_s': 5} for i in range(3)])\n"
+            "print(json.dumps([[r['status'], r['sandbox']['bwrap']] for r in res]))\n"
+        )
+        out = subprocess.run([sys.executable, "-s", "-c", script], capture_output=True, text=True, timeout=120,
+                             cwd=root)
+        assert out.returncode == 0, out.stderr
+        statuses = json.loads(out.stdout.strip().splitlines()[-1])
+        assert [s for s, _ in statuses] == ["passed"] * 3
+        assert not (root / "planted").exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
