@@ -103,7 +103,13 @@ class Attention(nnx.Module):
         key_mask_bs = key_mask_bs[:, :s]
         q_slot_t = cache_index + jnp.arange(t)
         if t == 1:  # decode: multiply-add over d, slots as the vector dimension (no batched dot)
-            scores_bkgs = (q_btkgd[:, 0, :, :, :, None] * keys_bkds[:, :, None]).sum(axis=3)
+            # written as d explicit multiply-adds of key rows [b, k, s]: XLA fuses them into one
+            # elementwise loop over [b, k, g, s], which on XLA:CPU beats both a reduce over d (a
+            # library reduce call) and a batched dot with these tiny per-head shapes
+            q_bkgd = q_btkgd[:, 0]
+            scores_bkgs = q_bkgd[:, :, :, 0, None] * keys_bkds[:, :, None, 0]
+            for i in range(1, d):
+                scores_bkgs = scores_bkgs + q_bkgd[:, :, :, i, None] * keys_bkds[:, :, None, i]
             scores_bkgts = scores_bkgs[:, :, :, None, :]
         else:
             scores_bkgts = jnp.einsum("btkgd,bkds->bkgts", q_btkgd, keys_bkds)
