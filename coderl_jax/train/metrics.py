@@ -69,7 +69,7 @@ class MetricsWriter:
         if self._tb is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(key, value, step)
+                    self._tb.add_scalar(key.replace("@", "_at_"), value, step)  # TB names: no '@'
         if self._wandb is not None:
             self._wandb.log(record, step=step)
         return record
