@@ -19,8 +19,7 @@ def byte_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda ch: _byte_of(ch))
-    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab = {ch: b for b, ch in enumerate(_byte_chars())}  # token id == byte value
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
@@ -36,18 +35,19 @@ def byte_tokenizer():
     return fast
 
 
-def _byte_of(ch: str) -> int:
-    # GPT-2's byte-to-unicode map: printable bytes map to themselves, the rest to 256 + i.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+def _byte_chars() -> list[str]:
+    """GPT-2's byte-to-unicode map, indexed by byte: printable bytes map to themselves, the rest
+    to chr(256 + i) in byte order (the alphabet of tokenizers' ByteLevel pre-tokenizer)."""
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) | set(
         range(ord("®"), ord("ÿ") + 1))
-    mapping, extra = {}, 0
+    chars, extra = [], 0
     for b in range(256):
         if b in printable:
-            mapping[chr(b)] = b
+            chars.append(chr(b))
         else:
-            mapping[chr(256 + extra)] = b
+            chars.append(chr(256 + extra))
             extra += 1
-    return mapping[ch]
+    return chars
 
 
 def tiny_config(family: str = "qwen2", vocab_size: int = 260, **overrides):

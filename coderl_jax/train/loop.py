@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from coderl_jax.rl import compute_advantages, zero_variance_fraction
-from coderl_jax.rl.train_step import BATCH_FIELDS, init_train_state, make_logprob_fn, make_optimizer, make_train_step
+from coderl_jax.rl.train_step import (
+    BATCH_FIELDS, init_train_state, learning_rate_schedule, make_logprob_fn, make_optimizer, make_train_step,
+)
 from coderl_jax.train.config import TrainConfig
 from coderl_jax.train.rewards import get_reward
 from coderl_jax.train.rollout import pack_rollouts
@@ -153,7 +155,9 @@ def train(cfg: TrainConfig) -> dict:
     r = cfg.rollout
     rows = r.prompts_per_step * r.group_size
     length = cfg.data.max_prompt_tokens + r.max_new_tokens
-    optimizer = make_optimizer(dataclasses.replace(cfg.optim, total_steps=max(cfg.steps * cfg.updates_per_step, 1)))
+    optim_cfg = dataclasses.replace(cfg.optim, total_steps=max(cfg.steps * cfg.updates_per_step, 1))
+    optimizer = make_optimizer(optim_cfg)
+    lr_schedule = learning_rate_schedule(optim_cfg)  # the optimizer's own schedule, for logging
     step_fn = make_train_step(model_cfg, cfg.loss, optimizer, num_micro=cfg.micro_batches)
     logprob_fn = make_logprob_fn(model_cfg, temperature=cfg.loss.temperature,
                                  chunk_rows=cfg.loss.logprob_chunk_rows)
@@ -196,7 +200,8 @@ def train(cfg: TrainConfig) -> dict:
         for step in range(start_step + 1, cfg.steps + 1):
             t_step = time.perf_counter()
             m = _train_one_step(step, cfg, live, data_iter, tokenizer, sampler, reward_fn, tracer, step_fn,
-                                logprob_fn, ref_params, length, rows, model_cfg)
+                                logprob_fn, ref_params, length, rows)
+            m["actor/lr"] = float(lr_schedule(int(live["state"].step)))
             skipped_in_a_row = skipped_in_a_row + 1 if m["skipped"] else 0
             if skipped_in_a_row >= cfg.max_skipped_steps:
                 raise TrainingStopped(f"step {step}: {skipped_in_a_row} consecutive non-finite updates; "
@@ -228,7 +233,7 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def _train_one_step(step, cfg, live, data_iter, tokenizer, sampler, reward_fn, tracer, step_fn, logprob_fn,
-                    ref_params, length, rows, model_cfg) -> dict:
+                    ref_params, length, rows) -> dict:
     r = cfg.rollout
     g = r.group_size
     problems = next(data_iter)
@@ -304,15 +309,7 @@ def _train_one_step(step, cfg, live, data_iter, tokenizer, sampler, reward_fn, t
                 "entropy_token_mean": "actor/entropy", "skipped": "actor/skipped"}.get(key, f"actor/{key}")
         m[name] = float(np.sum(values)) if key == "skipped" else float(np.mean(values))
     m["skipped"] = m.get("actor/skipped", 0.0) > 0
-    m["actor/lr"] = float(_current_lr(cfg, int(live["state"].step)))
     return m
-
-
-def _current_lr(cfg: TrainConfig, updates: int) -> float:
-    from coderl_jax.rl.train_step import learning_rate_schedule
-
-    total = max(cfg.steps * cfg.updates_per_step, 1)
-    return float(learning_rate_schedule(dataclasses.replace(cfg.optim, total_steps=total))(updates))
 
 
 # ------------------------------------------------------------------------------------------------
