@@ -46,13 +46,14 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, *, params, opt_state, rng: jax.Array, data_state: Any = None,
-             extra: dict | None = None, force: bool = False) -> bool:
+             alignment_state: Any = None, extra: dict | None = None, force: bool = False) -> bool:
         """Start saving `step` (returns False when the interval says not now)."""
         ocp = self._ocp
         meta = {
             "step": int(step),
             "rng": np.asarray(jax.random.key_data(rng)).tolist(),
             "data_state": data_state,
+            "alignment": alignment_state,
             "extra": extra or {},
         }
         return self.manager.save(step, args=ocp.args.Composite(
@@ -80,7 +81,8 @@ class Checkpointer:
         meta = out["meta"]
         rng = jax.random.wrap_key_data(np.asarray(meta["rng"], dtype=np.uint32))
         return {"step": meta["step"], "params": out["params"], "opt_state": out["opt_state"], "rng": rng,
-                "data_state": meta.get("data_state"), "extra": meta.get("extra", {})}
+                "data_state": meta.get("data_state"),
+                "alignment": meta.get("alignment"), "extra": meta.get("extra", {})}
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from coderl_jax.alignment.config import AlignmentConfig
 from coderl_jax.rl.train_step import LossConfig, OptimConfig
 
 
@@ -85,6 +86,7 @@ class TrainConfig:
     loss: LossConfig = LossConfig()
     mesh: MeshConfig = MeshConfig()
     eval: EvalConfig = EvalConfig()
+    alignment: AlignmentConfig = AlignmentConfig()
 
     def validate(self) -> "TrainConfig":
         def need(cond, msg):
@@ -100,4 +102,5 @@ class TrainConfig:
              f"prompts_per_step x group_size = {rows} rows must divide into updates_per_step="
              f"{self.updates_per_step} x micro_batches={self.micro_batches}")
         need(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
+        self.alignment.validate()
         return self

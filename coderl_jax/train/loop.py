@@ -23,12 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from coderl_jax.rl import compute_advantages, zero_variance_fraction
+from coderl_jax.alignment.probe import load_probe, probe
+from coderl_jax.alignment.task import AlignmentTask, alignment_metrics
 from coderl_jax.rl.train_step import (
-    BATCH_FIELDS, init_train_state, learning_rate_schedule, make_logprob_fn, make_optimizer, make_train_step,
+    BATCH_FIELDS, init_train_state, learning_rate_schedule, make_optimizer, make_train_step, sequence_logprobs,
 )
 from coderl_jax.train.config import TrainConfig
 from coderl_jax.train.rewards import get_reward
-from coderl_jax.train.rollout import pack_rollouts
+from coderl_jax.rl.packing import pack_rollouts
 
 log = logging.getLogger("coderl_jax.train")
 
@@ -79,24 +81,7 @@ def _step_seed(seed: int, step: int, salt: int = 0) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-# one rollout round
-
-
-def rollout(sampler, problems, prompt_ids, cfg: TrainConfig, reward_fn, tracer, seed: int):
-    from coderl_jax.sampling.sampler import SamplingParams
-
-    r = cfg.rollout
-    sp = SamplingParams(n=r.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                        top_k=r.top_k, stop=tuple(r.stop), seed=seed)
-    t0 = time.perf_counter()
-    groups = sampler.generate(prompt_ids, sp)
-    t_sample = time.perf_counter() - t0
-    completions = [c for g in groups for c in g]
-    row_problems = [p for p in problems for _ in range(r.group_size)]
-    t0 = time.perf_counter()
-    rewards, info = reward_fn(tracer, row_problems, [c.text for c in completions], timeout_s=cfg.tracer.timeout_s)
-    t_reward = time.perf_counter() - t0
-    return completions, np.asarray(rewards, np.float32), info, t_sample, t_reward
+# dynamic sampling
 
 
 class Round(NamedTuple):
@@ -153,21 +138,22 @@ def train(cfg: TrainConfig) -> dict:
     (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
     r = cfg.rollout
-    rows = r.prompts_per_step * r.group_size
     length = cfg.data.max_prompt_tokens + r.max_new_tokens
     optim_cfg = dataclasses.replace(cfg.optim, total_steps=max(cfg.steps * cfg.updates_per_step, 1))
     optimizer = make_optimizer(optim_cfg)
     lr_schedule = learning_rate_schedule(optim_cfg)  # the optimizer's own schedule, for logging
     step_fn = make_train_step(model_cfg, cfg.loss, optimizer, num_micro=cfg.micro_batches)
-    logprob_fn = make_logprob_fn(model_cfg, temperature=cfg.loss.temperature,
-                                 chunk_rows=cfg.loss.logprob_chunk_rows)
+    stats_fn = jax.jit(lambda p, b: sequence_logprobs(p, model_cfg, b, temperature=cfg.loss.temperature,
+                                                      chunk_rows=cfg.loss.logprob_chunk_rows))
     ref_params = jax.tree.map(jnp.copy, params) if cfg.loss.kl_coef else None
     state = init_train_state(params, optimizer)
-    data_kwargs = dict(split="train", seed=cfg.seed, shuffle=cfg.data.shuffle, batch_size=r.prompts_per_step,
-                       drop_remainder=True, data_dir=cfg.data.data_dir or None, tokenizer=tokenizer,
+    data_kwargs = dict(split="train", seed=cfg.seed, shuffle=cfg.data.shuffle, data_dir=cfg.data.data_dir or None, tokenizer=tokenizer,
                        max_prompt_tokens=cfg.data.max_prompt_tokens, system=cfg.data.system_prompt,
                        raw_prompts=cfg.data.raw_prompts)
-    data_iter = make_problem_iterator(cfg.data.train_path, **data_kwargs)
+    data_iter = make_problem_iterator(cfg.data.train_path, **data_kwargs)  # one problem at a time
+    align = AlignmentTask(cfg.alignment, tokenizer, prompts_per_step=r.prompts_per_step, group_size=r.group_size,
+                          seed=cfg.seed, encode_prompts=lambda texts: encode_prompts(texts, tokenizer, cfg),
+                          max_prompt_tokens=cfg.data.max_prompt_tokens)
 
     ckpt = Checkpointer(out_dir / "checkpoints", keep=cfg.keep_checkpoints, every=cfg.checkpoint_every,
                         async_save=cfg.async_checkpointing)
@@ -179,6 +165,7 @@ def train(cfg: TrainConfig) -> dict:
         state = state._replace(params=restored["params"], opt_state=restored["opt_state"],
                                step=jnp.asarray(restored["extra"].get("updates", 0), jnp.int32))
         data_iter.set_state(restored["data_state"])
+        align.restore(restored["alignment"])
         log.info("resumed from step %d", start_step)
     metrics_writer = MetricsWriter(out_dir, resume_step=start_step, tensorboard=cfg.tensorboard,
                                    wandb_project=cfg.wandb_project or None, run_config=dataclasses.asdict(cfg))
@@ -186,9 +173,12 @@ def train(cfg: TrainConfig) -> dict:
     live = {"state": state}
     sampler = Sampler(model_cfg, lambda: live["state"].params, tokenizer, max_cache_len=length,
                       cache_dtype=r.cache_dtype)
-    reward_fn = get_reward(cfg.tracer.reward)
     tracer = make_tracer(cfg)
+    ctx = StepContext(cfg=cfg, live=live, data_iter=data_iter, tokenizer=tokenizer, sampler=sampler,
+                      reward_fn=get_reward(cfg.tracer.reward), tracer=tracer, step_fn=step_fn, stats_fn=stats_fn,
+                      ref_params=ref_params, length=length, align=align)
     eval_problems = _eval_problems(cfg, tokenizer) if cfg.eval.every and cfg.data.eval_path else []
+    probe_records = load_probe(cfg, tracer, align) if cfg.eval.every and cfg.alignment.probe_path else []
 
     bar = None
     if cfg.progress:
@@ -199,20 +189,23 @@ def train(cfg: TrainConfig) -> dict:
     try:
         for step in range(start_step + 1, cfg.steps + 1):
             t_step = time.perf_counter()
-            m = _train_one_step(step, cfg, live, data_iter, tokenizer, sampler, reward_fn, tracer, step_fn,
-                                logprob_fn, ref_params, length, rows)
+            m = _train_one_step(step, ctx)
             m["actor/lr"] = float(lr_schedule(int(live["state"].step)))
             skipped_in_a_row = skipped_in_a_row + 1 if m["skipped"] else 0
             if skipped_in_a_row >= cfg.max_skipped_steps:
                 raise TrainingStopped(f"step {step}: {skipped_in_a_row} consecutive non-finite updates; "
                                       f"the last good checkpoint is step {ckpt.latest_step()}")
-            if eval_problems and (step % cfg.eval.every == 0 or step == cfg.steps):
+            if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.steps):
                 t0 = time.perf_counter()
-                m.update(evaluate(sampler, eval_problems, tokenizer, cfg, reward_fn, tracer, step))
+                if eval_problems:
+                    m.update(evaluate(sampler, eval_problems, tokenizer, cfg, ctx.reward_fn, tracer, step))
+                if probe_records:
+                    m.update(probe(ctx, probe_records, step))
                 m["time/eval_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             ckpt.save(step, params=live["state"].params, opt_state=live["state"].opt_state,
                       rng=jax.random.key(cfg.seed), data_state=data_iter.get_state(),
+                      alignment_state=align.state() if align.enabled else None,
                       extra={"updates": int(live["state"].step)}, force=step == cfg.steps)
             m["time/checkpoint_s"] = time.perf_counter() - t0
             m["time/step_s"] = time.perf_counter() - t_step
@@ -232,84 +225,210 @@ def train(cfg: TrainConfig) -> dict:
     return last
 
 
-def _train_one_step(step, cfg, live, data_iter, tokenizer, sampler, reward_fn, tracer, step_fn, logprob_fn,
-                    ref_params, length, rows) -> dict:
+@dataclasses.dataclass
+class StepContext:
+    """What every training step uses (built once by `train`)."""
+
+    cfg: TrainConfig
+    live: dict  # {"state": TrainState}; the sampler reads the current params through it
+    data_iter: object
+    tokenizer: object
+    sampler: object
+    reward_fn: object
+    tracer: object
+    step_fn: object
+    stats_fn: object  # jitted (params, batch) -> (logprobs [B, L], entropy [B, L])
+    ref_params: object
+    length: int
+    align: AlignmentTask
+
+    def draw(self, n: int) -> list:
+        return [next(self.data_iter) for _ in range(n)]
+
+    def encode(self, prompts) -> list[list[int]]:
+        return encode_prompts(prompts, self.tokenizer, self.cfg)
+
+    def device_batch(self, batch: dict) -> dict:
+        return {k: jnp.asarray(batch[k]) for k in BATCH_FIELDS}
+
+
+def _sample(ctx: StepContext, prompt_ids, seed: int):
+    from coderl_jax.sampling.sampler import SamplingParams
+
+    r = ctx.cfg.rollout
+    sp = SamplingParams(n=r.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                        top_k=r.top_k, stop=tuple(r.stop), seed=seed)
+    t0 = time.perf_counter()
+    groups = ctx.sampler.generate(prompt_ids, sp)
+    return groups, time.perf_counter() - t0
+
+
+def _code_rewards(ctx: StepContext, problems, completions):
+    g = ctx.cfg.rollout.group_size
+    rows = [p for p in problems for _ in range(g)]
+    t0 = time.perf_counter()
+    rewards, info = ctx.reward_fn(ctx.tracer, rows, [c.text for c in completions], timeout_s=ctx.cfg.tracer.timeout_s)
+    return np.asarray(rewards, np.float32), info, time.perf_counter() - t0
+
+
+def _train_one_step(step: int, ctx: StepContext) -> dict:
+    cfg, align = ctx.cfg, ctx.align
     r = cfg.rollout
     g = r.group_size
-    problems = next(data_iter)
-    prompt_ids = encode_prompts(problems, tokenizer, cfg)
-    completions, rewards, info, t_sample, t_reward = rollout(
-        sampler, problems, prompt_ids, cfg, reward_fn, tracer, _step_seed(cfg.seed, step))
-    zero_var = float(zero_variance_fraction(rewards, g))
-    rounds = 0
-    if r.dynamic_sampling:  # DAPO: keep only groups with signal, sample more problems to refill
+    # [1] the mixed prompt batch: alignment records from the previous step's harvest, code problems
+    records = align.records_for_step(step)
+    n_code = r.prompts_per_step - len(records)
+    problems = ctx.draw(n_code)
+    code_ids, align_ids = ctx.encode(problems), align.prompt_ids(records)
+    # [2] one rollout for both tasks (a constant batch shape: one compiled sampler)
+    groups, t_sample = _sample(ctx, code_ids + align_ids, _step_seed(cfg.seed, step))
+    code_c = [c for grp in groups[:n_code] for c in grp]
+    align_c = [c for grp in groups[n_code:] for c in grp]
+    # [3] code rewards through the tracer
+    code_r, info, t_reward = _code_rewards(ctx, problems, code_c)
+    statuses = info.get("status", [])
+    code_pass = float(np.mean(code_r >= 1.0)) if len(code_r) else 0.0
+    code_len = float(np.mean([len(c.token_ids) for c in code_c])) if code_c else 0.0
+    # [4] harvest this step's failed code rollouts: they feed the next step's alignment prompts
+    t0 = time.perf_counter()
+    harvest_m = align.harvest(ctx.tracer, [p for p in problems for _ in range(g)], [c.text for c in code_c],
+                              code_r, step)
+    t_harvest = time.perf_counter() - t0
+    rounds, zero_var_code = 0, float(zero_variance_fraction(code_r, g)) if n_code else 0.0
+    if r.dynamic_sampling and n_code:  # DAPO on the code part: keep groups with signal, refill
         timings = [t_sample, t_reward]
 
         def draw_more(round_index):
-            more = next(data_iter)
-            more_ids = encode_prompts(more, tokenizer, cfg)
-            c2, r2, _, ts, tr = rollout(sampler, more, more_ids, cfg, reward_fn, tracer,
-                                        _step_seed(cfg.seed, step, round_index))
+            more = ctx.draw(r.prompts_per_step)
+            more_ids = ctx.encode(more)
+            more_groups, ts = _sample(ctx, more_ids, _step_seed(cfg.seed, step, round_index))
+            more_c = [c for grp in more_groups for c in grp]
+            more_r, _, tr = _code_rewards(ctx, more, more_c)
             timings[0] += ts
             timings[1] += tr
-            return Round(list(more), more_ids, c2, r2)
+            return Round(more, more_ids, more_c, more_r)
 
-        chosen, rounds = fill_with_signal(Round(list(problems), prompt_ids, completions, rewards), draw_more,
-                                          prompts_needed=r.prompts_per_step, group_size=g,
-                                          max_extra_rounds=r.max_extra_rounds)
-        problems, prompt_ids, completions, rewards = chosen
+        chosen, rounds = fill_with_signal(Round(problems, code_ids, code_c, code_r), draw_more,
+                                          prompts_needed=n_code, group_size=g, max_extra_rounds=r.max_extra_rounds)
+        problems, code_ids, code_c, code_r = chosen
         t_sample, t_reward = timings
+    # alignment rewards: parsed answers compared with the traced truth (nothing is executed)
+    m: dict = {}
+    token_adv = None
+    if records:
+        scored = align.score(records, align_c)
+        align_r = scored.rewards
+        if align.cfg.reward == "likelihood":
+            t0 = time.perf_counter()
+            align_r = _likelihood_rewards(ctx, align_ids, align_c, scored)
+            m["time/likelihood_s"] = time.perf_counter() - t0
+        m.update(alignment_metrics(scored, align_c, align_r))
+    else:
+        align_r = np.zeros(0, np.float32)
+    rewards = np.concatenate([code_r, align_r]).astype(np.float32)
+    completions = code_c + align_c
+    prompt_ids = code_ids + align_ids
+    # [5] advantages per prompt group (both tasks alike)
     advantages = np.asarray(compute_advantages(rewards, g, cfg.advantage), np.float32)
+    if records and align.cfg.per_variable_credit:
+        token_adv = [np.full(len(c.token_ids), a, np.float32) for c, a in zip(code_c, advantages)]
+        token_adv += align.token_advantages(scored, align_c, advantages[len(code_c):], cfg.advantage)
+    trained = None
+    if align.cfg.mode == "only":  # code rows are rolled out for the harvest but not trained
+        trained = [np.full(len(c.token_ids), i >= len(code_c), bool) for i, c in enumerate(completions)]
     row_prompts = [p for p in prompt_ids for _ in range(g)]
-    batch = pack_rollouts(row_prompts, [c.token_ids for c in completions], length=length,
-                          pad_id=sampler.pad_id(), sampler_logprobs=[c.logprobs for c in completions],
-                          advantages=advantages)
+    batch = pack_rollouts(row_prompts, [c.token_ids for c in completions], length=ctx.length,
+                          pad_id=ctx.sampler.pad_id(), sampler_logprobs=[c.logprobs for c in completions],
+                          advantages=advantages, token_advantages=token_adv, response_loss_mask=trained)
+    # [6] update: trainer's old / reference log-probs, then `updates_per_step` jitted steps
     t0 = time.perf_counter()
-    dev = {k: jnp.asarray(batch[k]) for k in BATCH_FIELDS}
-    old = logprob_fn(live["state"].params, dev)
+    dev = ctx.device_batch(batch)
+    old, entropy = ctx.stats_fn(ctx.live["state"].params, dev)
     dev["old_logprobs"] = old
-    if ref_params is not None:
-        dev["ref_logprobs"] = logprob_fn(ref_params, dev)
+    if ctx.ref_params is not None:
+        dev["ref_logprobs"] = ctx.stats_fn(ctx.ref_params, dev)[0]
     mask = batch["loss_mask"]
     sampler_diff = float(np.abs(np.asarray(old) - batch["sampler_logprobs"])[mask].mean()) if mask.any() else 0.0
+    rows = len(completions)
     per_update = rows // cfg.updates_per_step
     order = np.random.RandomState(_step_seed(cfg.seed, step, 99)).permutation(rows)
     update_metrics = []
     for u in range(cfg.updates_per_step):
         idx = order[u * per_update:(u + 1) * per_update]
+        if not mask[idx].any():  # nothing to train in this mini-batch (alignment-only, buffer empty)
+            continue
         mini = {k: v[idx] for k, v in dev.items()}
-        new_state, um = step_fn(live["state"], mini, jax.random.key(step))
-        live["state"] = new_state
+        new_state, um = ctx.step_fn(ctx.live["state"], mini, jax.random.key(step))
+        ctx.live["state"] = new_state
         update_metrics.append(jax.device_get(um))
     t_update = time.perf_counter() - t0
 
     lengths = np.array([len(c.token_ids) for c in completions])
-    statuses = info.get("status", [])
-    m = {
+    ent = np.asarray(entropy)
+    n_code_rows = len(code_c)
+    m.update({
         "reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
-        "reward/pass_rate": float(np.mean(rewards >= 1.0)),
-        "reward/zero_variance_frac": zero_var, "reward/dynamic_rounds": rounds,
+        "reward/pass_rate": code_pass, "reward/code/mean": float(code_r.mean()) if len(code_r) else 0.0,
+        "reward/zero_variance_frac": float(zero_variance_fraction(rewards, g)),
+        "reward/code/zero_variance_frac": zero_var_code, "reward/dynamic_rounds": rounds,
         "advantage/mean": float(advantages.mean()), "advantage/std": float(advantages.std()),
         "advantage/max": float(advantages.max()), "advantage/min": float(advantages.min()),
         "response/length_mean": float(lengths.mean()), "response/length_max": int(lengths.max()),
+        "response/code/length_mean": code_len,
         "response/clip_ratio": float(np.mean([c.finish_reason == "length" for c in completions])),
         "rollout/sampler_trainer_logprob_diff": sampler_diff,
-        "time/rollout_s": t_sample, "time/reward_s": t_reward, "time/update_s": t_update,
+        "align/prompts": len(records),
+        "time/rollout_s": t_sample, "time/reward_s": t_reward, "time/harvest_s": t_harvest,
+        "time/update_s": t_update,
         "perf/rollout_tokens_per_s": float(lengths.sum() / max(t_sample, 1e-9)),
         "perf/update_tokens_per_s": float(batch["attn_mask"].sum() * 1.0 / max(t_update, 1e-9)),
-    }
+    })
+    response_bl = _response_positions(row_prompts, completions, ctx.length)
+    for name, rows_slice in (("code", slice(0, n_code_rows)), ("align", slice(n_code_rows, rows))):
+        if response_bl[rows_slice].any():
+            m[f"entropy/{name}"] = float(ent[rows_slice][response_bl[rows_slice]].mean())
+    m.update(harvest_m)
     for status in sorted(set(statuses)):
         m[f"reward/status_{status}"] = float(np.mean([s == status for s in statuses]))
-    for key in update_metrics[0]:
-        values = [float(um[key]) for um in update_metrics]
-        name = {"loss": "actor/loss", "pg_loss": "actor/pg_loss", "kl_loss": "actor/kl_loss",
+    m.update(_update_metrics(update_metrics))
+    return m
+
+
+def _response_positions(row_prompts, completions, length: int) -> np.ndarray:
+    """bool [B, L]: the predicting positions of every response token, trained or not (the packing
+    layout of rl/packing.py: responses start at the column after the longest prompt)."""
+    out = np.zeros((len(completions), length), bool)
+    start = max(len(p) for p in row_prompts) - 1
+    for i, c in enumerate(completions):
+        out[i, start:start + len(c.token_ids)] = True
+    return out
+
+
+_ACTOR_NAMES = {"loss": "actor/loss", "pg_loss": "actor/pg_loss", "kl_loss": "actor/kl_loss",
                 "entropy_loss": "actor/entropy_loss", "grad_norm": "actor/grad_norm", "clipfrac": "actor/clipfrac",
                 "clipfrac_high": "actor/clipfrac_high", "clipfrac_low": "actor/clipfrac_low",
                 "clipfrac_dual": "actor/clipfrac_dual", "ppo_kl": "actor/ppo_kl",
-                "entropy_token_mean": "actor/entropy", "skipped": "actor/skipped"}.get(key, f"actor/{key}")
+                "entropy_token_mean": "actor/entropy", "skipped": "actor/skipped"}
+
+
+def _update_metrics(update_metrics: list[dict]) -> dict:
+    m: dict = {"actor/updates": len(update_metrics)}
+    for key in (update_metrics[0] if update_metrics else {}):
+        values = [float(um[key]) for um in update_metrics]
+        name = _ACTOR_NAMES.get(key, f"actor/{key}")
         m[name] = float(np.sum(values)) if key == "skipped" else float(np.mean(values))
     m["skipped"] = m.get("actor/skipped", 0.0) > 0
     return m
+
+
+def _likelihood_rewards(ctx: StepContext, align_ids, align_c, scored) -> np.ndarray:
+    """The dense alignment reward: mean log-prob of the true values teacher-forced after each
+    sample's reasoning, under the current policy."""
+    g = ctx.cfg.rollout.group_size
+    responses, masks = ctx.align.teacher_forced_rows(scored, align_c)
+    params = ctx.live["state"].params
+    return ctx.align.likelihood(lambda b: ctx.stats_fn(params, ctx.device_batch(b))[0],
+                                [p for p in align_ids for _ in range(g)], responses, masks)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ adds its own with `@register_reward("name")`.
 
 from __future__ import annotations
 
-import re
 from typing import Callable, Sequence
 
 import numpy as np
+
+from coderl_jax.data.responses import extract_code
 
 RewardFn = Callable[..., tuple[np.ndarray, dict]]
 _REWARDS: dict[str, RewardFn] = {}
@@ -28,19 +29,6 @@ def get_reward(name: str) -> RewardFn:
     if name not in _REWARDS:
         raise ValueError(f"unknown reward {name!r}; registered: {sorted(_REWARDS)}")
     return _REWARDS[name]
-
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
-
-
-def extract_code(response: str) -> str | None:
-    """The last fenced code block of a response (the official code's rule: the last ```python
-    block; an untagged fence counts too, and an unclosed final fence runs to the end)."""
-    blocks = _FENCE.findall(response)
-    if not blocks:
-        return None
-    code = blocks[-1].strip("\n")
-    return code if code.strip() else None
 
 
 def code_reward_requests(problems: Sequence, responses: Sequence[str], *, timeout_s: float = 6.0,

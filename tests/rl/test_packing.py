@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from coderl_jax.train.rewards import extract_code
-from coderl_jax.train.rollout import pack_rollouts
+from coderl_jax.data.responses import extract_code
+from coderl_jax.rl.packing import pack_rollouts
 
 
 @pytest.mark.parametrize("response,expected", [
