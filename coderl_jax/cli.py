@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "train": ("coderl_jax.train.cli", "GRPO training (resumes from the last checkpoint in out_dir)"),
     "generate": ("coderl_jax.sampling.cli", "sample completions from a model"),
     "export": ("coderl_jax.models.export_cli", "write parameters as a Hugging Face directory"),
+    "eval": ("coderl_jax.eval.cli", "pass@k on HumanEval, MBPP, LeetCode, LiveCodeBench and CRUXEval files"),
 }
 
 
