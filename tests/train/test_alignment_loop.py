@@ -125,3 +125,25 @@ def test_alignment_config_rejects_bad_values():
                               alignment=AlignmentConfig(targets="best"))
     with pytest.raises(ValueError, match="alignment.targets"):
         cfg.validate()
+
+
+@pytest.mark.slow
+def test_alignment_only_with_likelihood_reward(tmp_path, monkeypatch):
+    """mode=only: code rows are rolled out and harvested but not trained (step 1 has nothing to
+    train and skips the update); reward=likelihood: the alignment reward is the teacher-forced
+    mean log-probability of the true values, a negative number."""
+    from coderl_jax.train.loop import train
+
+    monkeypatch.setenv("CODERL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CODERL_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(Sampler, "generate", scripted_generate)
+    base = make_config(tmp_path, "only", 2)
+    cfg = dataclasses.replace(base, eval=EvalConfig(every=0),
+                              alignment=AlignmentConfig(mode="only", k=2, reward="likelihood"))
+    train(cfg)
+    raw = [json.loads(line) for line in (tmp_path / "only" / "metrics.jsonl").read_text().splitlines()]
+    first, second = raw
+    assert first["actor/updates"] == 0 and first["align/prompts"] == 0 and first["harvest/harvested"] > 0
+    assert second["actor/updates"] == 1 and second["align/prompts"] == 2
+    assert second["reward/align/mean"] < 0 and second["time/likelihood_s"] > 0
+    assert np.isfinite(second["actor/loss"]) and second["actor/grad_norm"] > 0
