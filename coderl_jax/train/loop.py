@@ -177,7 +177,11 @@ def train(cfg: TrainConfig) -> dict:
     ctx = StepContext(cfg=cfg, live=live, data_iter=data_iter, tokenizer=tokenizer, sampler=sampler,
                       reward_fn=get_reward(cfg.tracer.reward), tracer=tracer, step_fn=step_fn, stats_fn=stats_fn,
                       ref_params=ref_params, length=length, align=align)
-    eval_problems = _eval_problems(cfg, tokenizer) if cfg.eval.every and cfg.data.eval_path else []
+    eval_items = []
+    if cfg.eval.every and cfg.data.eval_path:
+        from coderl_jax.eval import load_benchmark
+
+        eval_items = load_benchmark("problems", cfg.data.eval_path, limit=cfg.eval.max_problems)
     probe_records = load_probe(cfg, tracer, align) if cfg.eval.every and cfg.alignment.probe_path else []
 
     bar = None
@@ -197,8 +201,8 @@ def train(cfg: TrainConfig) -> dict:
                                       f"the last good checkpoint is step {ckpt.latest_step()}")
             if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.steps):
                 t0 = time.perf_counter()
-                if eval_problems:
-                    m.update(evaluate(sampler, eval_problems, tokenizer, cfg, ctx.reward_fn, tracer, step))
+                if eval_items:
+                    m.update(evaluate(sampler, eval_items, tokenizer, cfg, tracer, step))
                 if probe_records:
                     m.update(probe(ctx, probe_records, step))
                 m["time/eval_s"] = time.perf_counter() - t0
@@ -435,28 +439,18 @@ def _likelihood_rewards(ctx: StepContext, align_ids, align_c, scored) -> np.ndar
 # evaluation (the same sampler and reward as training; the eval module reuses this contract)
 
 
-def _eval_problems(cfg: TrainConfig, tokenizer):
-    from coderl_jax.data.readers import read_problems
-
-    problems, report = read_problems(cfg.data.eval_path, tokenizer=tokenizer,
-                                     max_prompt_tokens=cfg.data.max_prompt_tokens, system=cfg.data.system_prompt,
-                                     raw_prompts=cfg.data.raw_prompts)
-    if report.skipped:
-        log.warning("eval data: %s", report.summary())
-    return problems[: cfg.eval.max_problems]
-
-
-def evaluate(sampler, problems, tokenizer, cfg: TrainConfig, reward_fn, tracer, step: int) -> dict:
-    from coderl_jax.sampling.sampler import SamplingParams
+def evaluate(sampler, items, tokenizer, cfg: TrainConfig, tracer, step: int) -> dict:
+    """Periodic evaluation through `coderl_jax.eval` (the same code as `coderl eval`): pass@1 on the
+    held-out problems, written under `<out_dir>/eval/step_<step>/` (resumable)."""
+    from coderl_jax.eval import SamplerGenerator, evaluate as eval_benchmark, settings_for
 
     e = cfg.eval
-    sp = SamplingParams(n=e.samples, max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
-                        temperature=e.temperature, top_p=cfg.rollout.top_p, stop=tuple(cfg.rollout.stop),
-                        seed=_step_seed(cfg.seed, step, 7))
-    prompt_ids = encode_prompts(problems, tokenizer, cfg)
-    groups = sampler.generate(prompt_ids, sp)
-    texts = [c.text for g in groups for c in g]
-    rows = [p for p in problems for _ in range(e.samples)]
-    rewards, _ = reward_fn(tracer, rows, texts, timeout_s=cfg.tracer.timeout_s)
-    per_problem = np.asarray(rewards, np.float32).reshape(len(problems), e.samples)
-    return {"eval/pass@1": float(np.mean(per_problem >= 1.0)), "eval/problems": len(problems)}
+    settings = settings_for("problems", n=e.samples, k=(1,), temperature=e.temperature, top_p=cfg.rollout.top_p,
+                            max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
+                            seed=_step_seed(cfg.seed, step, 7), raw_prompt=cfg.data.raw_prompts,
+                            system=cfg.data.system_prompt, stop=tuple(cfg.rollout.stop), timeout_s=cfg.tracer.timeout_s,
+                            batch_size=max(len(items), 1))
+    generator = SamplerGenerator(sampler, tokenizer, identity={"run": str(Path(cfg.out_dir).absolute())})
+    summary = eval_benchmark("problems", items, generator, tracer, Path(cfg.out_dir) / "eval" / f"step_{step}",
+                             settings, data_path=cfg.data.eval_path, progress=False)
+    return {"eval/pass@1": float(summary["pass@1"]), "eval/problems": len(items)}

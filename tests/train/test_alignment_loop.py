@@ -46,7 +46,9 @@ def scripted_generate(self, prompts, sp):
         rng = np.random.default_rng([sp.seed, len(ids), p])
         group = []
         for i in range(sp.n):
-            if "final_output" in text:
+            if sp.temperature == 0 and "print 2 * n" in text:  # greedy evaluation: one problem solved
+                resp = "```python\nn = int(input())\nprint(2 * n)\n```"
+            elif "final_output" in text:
                 k = int(rng.integers(0, 3))
                 resp = f'Counting lengths.\n{{"final_output": "{k}", "variables": {{"total": {k}}}}}'
             else:
@@ -66,7 +68,8 @@ def make_config(tmp_path: Path, out: str, steps: int) -> TrainConfig:
     return TrainConfig(
         model="tiny-random", out_dir=str(tmp_path / out), steps=steps, seed=5, checkpoint_every=2,
         keep_checkpoints=3, progress=False, tensorboard=False, async_checkpointing=False,
-        data=DataConfig(train_path=str(REPO / "configs" / "data" / "tiny_problems.jsonl"), max_prompt_tokens=900),
+        data=DataConfig(train_path=str(REPO / "configs" / "data" / "tiny_problems.jsonl"),
+                        eval_path=str(REPO / "configs" / "data" / "tiny_problems.jsonl"), max_prompt_tokens=900),
         rollout=RolloutConfig(prompts_per_step=4, group_size=2, max_new_tokens=112),
         tracer=TracerConfig(workers=2, timeout_s=2.0),
         optim=OptimConfig(learning_rate=1e-3), loss=LossConfig(kl_coef=0.01),
@@ -104,6 +107,10 @@ def test_alignment_run_fills_buffer_trains_both_tasks_and_resumes(tmp_path, monk
     assert full[-1]["align/buffer_size"] > first["align/buffer_size"]
     for m in (full[1], full[3]):
         assert m["probe/records"] == 2 and m["probe/loglik"] < 0 and "probe/exact" in m
+        # in-loop evaluation goes through coderl_jax.eval: 1 of the 10 problems is solved greedily
+        assert m["eval/pass@1"] == pytest.approx(0.1) and m["eval/problems"] == 10
+    summary = json.loads((tmp_path / "full" / "eval" / "step_4" / "problems" / "summary.json").read_text())
+    assert summary["pass@1"] == pytest.approx(0.1)
 
     # the buffer is in the checkpoint
     meta = json.loads((tmp_path / "full" / "checkpoints" / "4" / "meta" / "metadata").read_text())
