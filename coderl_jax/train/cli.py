@@ -38,6 +38,12 @@ def main(args) -> int:
 
     last = train(cfg)
     if last:
+        from coderl_jax.train.report import report
+
+        table, plots = report(cfg.out_dir)
+        print(table)
+        if plots:
+            print("plots: " + ", ".join(str(p) for p in plots))
         keys = [k for k in ("reward/mean", "reward/pass_rate", "actor/loss", "actor/kl_loss", "eval/pass@1") if k in last]
         print("final step " + str(last.get("step")) + ": " + ", ".join(f"{k}={last[k]:.4f}" for k in keys))
     print(f"metrics: {Path(cfg.out_dir) / 'metrics.jsonl'}; checkpoints: {Path(cfg.out_dir) / 'checkpoints'}")
