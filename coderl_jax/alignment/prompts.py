@@ -46,3 +46,16 @@ def answer_line(record: AlignmentRecord) -> str:
     """The correct last line for `record` (the teacher-forced truth of the likelihood reward)."""
     return json.dumps({"final_output": true_output_text(record),
                        "variables": {t["name"]: t["json"] for t in record.targets}}, ensure_ascii=False)
+
+
+TEST_OUTPUT_INSTRUCTIONS = (
+    "Here is a programming problem and one input for it. Reason step by step about what a correct "
+    "program prints for this input. Then, on the last line of your answer and nothing after it, give one "
+    "JSON object {\"final_output\": <the expected standard output, as a string>, \"variables\": {}}."
+)
+
+
+def test_output_prompt(statement: str, stdin: str) -> str:
+    """Test-output prediction (the paper's third benchmark family): the problem, an input, no program."""
+    return (f"{TEST_OUTPUT_INSTRUCTIONS}\n\nProblem:\n{statement.strip()}\n\n"
+            f"Input (stdin):\n```\n{stdin.rstrip(chr(10))}\n```")

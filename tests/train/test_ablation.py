@@ -1,0 +1,60 @@
+"""The ablation's orchestration and table (the runs and evaluations themselves are the loop's and
+eval's, tested elsewhere): arms get their switches, finished runs are reused, mean ± std is right."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coderl_jax.train.ablation import run_ablation
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "configs" / "tiny_cpu.py")
+
+
+def test_ablation_applies_arms_aggregates_and_resumes(tmp_path):
+    trained = []
+    scored = []
+
+    def fake_train(cfg):
+        trained.append((cfg.alignment.mode, cfg.seed, cfg.steps, Path(cfg.out_dir).relative_to(tmp_path).as_posix()))
+
+    def fake_score(cfg, model, out_dir, *, samples, temperature, seed):
+        scored.append((str(model), samples, temperature))
+        base = {"off": 0.2, "coderl": 0.3, "only": 0.1}[cfg.alignment.mode]
+        bump = 0.0 if Path(model).name != "checkpoints" else 0.1  # trained runs beat the warm start
+        return {"pass@1": base + bump + 0.02 * seed, "code_reasoning": 0.5 + 0.1 * seed, "state_accuracy": 0.25,
+                "test_output": 0.05 * seed}
+
+    out = run_ablation(CONFIG, arms=["grpo", "coderl", "align_only"], seeds=[0, 1], out=tmp_path / "abl", steps=3,
+                       overrides=["rollout.group_size=2"], eval_samples=3, eval_temperature=0.5,
+                       train_fn=fake_train, score_fn=fake_score)
+    assert sorted(trained) == sorted([("off", 0, 3, "abl/grpo/seed_0"), ("off", 1, 3, "abl/grpo/seed_1"),
+                                      ("coderl", 0, 3, "abl/coderl/seed_0"), ("coderl", 1, 3, "abl/coderl/seed_1"),
+                                      ("only", 0, 3, "abl/align_only/seed_0"), ("only", 1, 3, "abl/align_only/seed_1")])
+    assert all(s[1:] == (3, 0.5) for s in scored) and len(scored) == 8  # 2 warm-start + 6 runs
+    agg = out["aggregate"]
+    # coderl: pass@1 = 0.4 and 0.42 -> mean 0.41, std (ddof 1) 0.01414
+    assert agg["coderl"]["pass@1"][0] == pytest.approx(0.41)
+    assert agg["coderl"]["pass@1"][1] == pytest.approx(0.0141421, rel=1e-4)
+    assert agg["warm start"]["pass@1"][0] == pytest.approx(0.21)  # evaluated with the first arm's config
+    table = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| coderl | 41.0 ± 1.4 | 55.0 ± 7.1 | 25.0 ± 0.0 | 2.5 ± 3.5 |" in table
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["seeds"] == [0, 1]
+    assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+
+    # a rerun reuses every finished run and evaluation
+    trained.clear()
+    scored.clear()
+    again = run_ablation(CONFIG, arms=["grpo", "coderl", "align_only"], seeds=[0, 1], out=tmp_path / "abl", steps=3,
+                         overrides=["rollout.group_size=2"], eval_samples=3, eval_temperature=0.5,
+                         train_fn=fake_train, score_fn=fake_score)
+    assert trained == [] and scored == [] and again["aggregate"] == agg
+
+
+def test_unknown_arm_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown arm"):
+        run_ablation(CONFIG, arms=["ppo"], seeds=[0], out=tmp_path, steps=1, overrides=[],
+                     train_fn=lambda cfg: None, score_fn=lambda *a, **k: {})
