@@ -1,5 +1,5 @@
 """Problem data: records, readers (JSONL, verl/PRIME parquet), chat templates, a tfds
-array_record builder and a checkpointable grain pipeline.
+array_record builder, a checkpointable grain pipeline and the embedded task suite (`suite`).
 
 Importing this package is cheap; tensorflow-datasets and grain load on first use of the
 builder or pipeline names.
@@ -16,6 +16,9 @@ _LAZY = {
     "open_split": "coderl_jax.data.builder",
     "ProblemIterator": "coderl_jax.data.pipeline",
     "make_problem_iterator": "coderl_jax.data.pipeline",
+    "build_suite_dataset": "coderl_jax.data.suite",
+    "generate_suite": "coderl_jax.data.suite",
+    "write_suite": "coderl_jax.data.suite",
 }
 
 __all__ = ["DataError", "Problem", "ReadReport", "check_prompt", "check_tests", "count_prompt_tokens",
