@@ -7,6 +7,10 @@ clipping and AdamW, on the sampler benchmark's random Qwen2 config (hidden 256, 
 is reported separately. Model FLOPs utilisation is against the machine's measured fp32 matmul
 peak. The last line is one JSON object with the figures and "ratio" (ours / PyTorch tokens/s).
 
+The process first applies `coderl_jax.cpu_runtime.tune_cpu_runtime()` (malloc settings that let
+freed step buffers be reused instead of page-faulted afresh), as `coderl train` does on a CPU; it
+is process-wide, so the PyTorch side runs under the same settings. `--no-cpu-tuning` skips it.
+
     python benchmarks/update.py [--batch 64] [--length 192] [--repeats 5] [--steps 3]
 """
 
@@ -16,9 +20,12 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 
 def model_config():
@@ -146,7 +153,11 @@ def main():
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--no-cpu-tuning", action="store_true", help="skip coderl_jax.cpu_runtime.tune_cpu_runtime")
     args = parser.parse_args()
+    from coderl_jax.cpu_runtime import tune_cpu_runtime
+
+    tuning = {} if args.no_cpu_tuning else tune_cpu_runtime()  # before JAX or torch start their threads
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -170,7 +181,7 @@ def main():
     print(json.dumps({"ours_tokens_per_s": round(ours_tps, 1), "pytorch_tokens_per_s": round(torch_tps, 1),
                       "ratio": round(ours_tps / torch_tps, 3), "compile_s": round(compile_s, 2),
                       "mfu": round(mfu, 4), "pytorch_mfu": round(torch_mfu, 4), "matmul_peak_gflops": round(peak, 1),
-                      "batch": args.batch, "length": args.length}))
+                      "batch": args.batch, "length": args.length, "cpu_tuning": tuning}))
 
 
 if __name__ == "__main__":

@@ -309,17 +309,98 @@ def forward(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, *, mask_bt=
     [b, t, h] when `return_hidden` (for chunked log-probs: see `head_weight`). `remat` (training,
     no cache) recomputes each decoder layer in the backward pass instead of keeping its activations.
     """
-    model = bind(cfg, params)
     if kv_cache is None:
         if mask_bt is None:
             mask_bt = jnp.ones(tokens_bt.shape, bool)
-        key_mask_bs = mask_bt.astype(bool)
-    else:
-        if cache_index is None or key_mask_bs is None:
-            raise ValueError("forward with a kv_cache needs cache_index and key_mask_bs")
+        out = _forward_no_cache(params, cfg, tokens_bt, positions_bt, mask_bt.astype(bool),
+                                return_hidden=return_hidden, remat=remat)
+        return ForwardOut(out, None)
+    if cache_index is None or key_mask_bs is None:
+        raise ValueError("forward with a kv_cache needs cache_index and key_mask_bs")
+    model = bind(cfg, params)
     out, cache = model(tokens_bt, positions_bt, kv_cache=kv_cache, cache_index=cache_index,
                        key_mask_bs=key_mask_bs, attend_len=attend_len, return_hidden=return_hidden, remat=remat)
     return ForwardOut(out, cache)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training / scoring path (no cache): the same math as the modules above, written functionally on
+# the params dict with the activations flattened to n = b*t rows, so that every projection is a
+# plain 2-D matmul [n, in] @ [in, out]. On XLA:CPU the 3-D form made the weight gradients
+# (contracting over both b and t) materialise transposed copies of the activations.
+
+
+def _rms_norm(x, weight, eps):
+    dtype = x.dtype
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return weight.astype(dtype) * x32.astype(dtype)
+
+
+@jax.custom_vjp
+def _rope_no_cache(x_btnd, cos_btd, sin_btd):
+    """`apply_rope` with a hand-written backward pass: the inverse rotation of the cotangent,
+    dx = dy * cos + rotate_half^T(dy * sin), one elementwise pass (autodiff of the concatenate
+    gives slices and zero pads of full size). cos/sin are constants of the positions: no gradient."""
+    return apply_rope(x_btnd, cos_btd, sin_btd)
+
+
+def _rope_no_cache_fwd(x_btnd, cos_btd, sin_btd):
+    return apply_rope(x_btnd, cos_btd, sin_btd), (cos_btd, sin_btd)
+
+
+def _rope_no_cache_bwd(residuals, dy_btnd):
+    cos_btd, sin_btd = residuals
+    half = dy_btnd.shape[-1] // 2
+    ds_btnd = dy_btnd * sin_btd[:, :, None, :]
+    return (dy_btnd * cos_btd[:, :, None, :] + jnp.concatenate([ds_btnd[..., half:], -ds_btnd[..., :half]], axis=-1),
+            jnp.zeros_like(cos_btd), jnp.zeros_like(sin_btd))
+
+
+_rope_no_cache.defvjp(_rope_no_cache_fwd, _rope_no_cache_bwd)
+
+
+def _layer_no_cache(lp: dict, cfg: ModelConfig, x_nh, cos_btd, sin_btd, key_mask_bs):
+    b, t = key_mask_bs.shape
+    n, k, d, eps = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.rms_norm_eps
+    dt = x_nh.dtype
+    attn = lp["self_attn"]
+    h_nh = _rms_norm(x_nh, lp["input_layernorm"]["weight"], eps)
+
+    def proj(name, heads):
+        y = h_nh @ attn[name + "_proj"].astype(dt)
+        if cfg.attention_bias:
+            y = y + attn[name + "_bias"].astype(dt)
+        return y.reshape(b, t, heads, d)
+
+    q_btnd, k_btkd, v_btkd = proj("q", n), proj("k", k), proj("v", k)
+    if cfg.qk_norm:
+        q_btnd = _rms_norm(q_btnd, attn["q_norm"]["weight"], eps)
+        k_btkd = _rms_norm(k_btkd, attn["k_norm"]["weight"], eps)
+    q_btnd = _rope_no_cache(q_btnd, cos_btd, sin_btd)
+    k_btkd = _rope_no_cache(k_btkd, cos_btd, sin_btd)
+    out_nh = causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs).reshape(b * t, n * d)
+    x_nh = x_nh + out_nh @ attn["o_proj"].astype(dt)
+    mlp = lp["mlp"]
+    h_nh = _rms_norm(x_nh, lp["post_attention_layernorm"]["weight"], eps)
+    gate_nf = jax.nn.silu(h_nh @ mlp["gate_proj"].astype(dt))
+    return x_nh + (gate_nf * (h_nh @ mlp["up_proj"].astype(dt))) @ mlp["down_proj"].astype(dt)
+
+
+def _forward_no_cache(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, key_mask_bs, *,
+                      return_hidden: bool, remat: bool):
+    b, t = tokens_bt.shape
+    x_nh = jnp.take(params["embed_tokens"], tokens_bt.reshape(b * t), axis=0).astype(cfg.jnp_dtype)
+    cos_btd, sin_btd = rope_tables(cfg, positions_bt, x_nh.dtype)
+    layer_fn = functools.partial(_layer_no_cache, cfg=cfg)
+    if remat:  # recompute each layer in the backward pass instead of keeping its activations
+        layer_fn = jax.checkpoint(layer_fn)
+    for i in range(cfg.num_layers):
+        x_nh = layer_fn(params["layers"][i], x_nh=x_nh, cos_btd=cos_btd, sin_btd=sin_btd, key_mask_bs=key_mask_bs)
+    hidden_nh = _rms_norm(x_nh, params["norm"]["weight"], cfg.rms_norm_eps)
+    if return_hidden:
+        return hidden_nh.reshape(b, t, -1)
+    return (hidden_nh @ head_weight(params, cfg).astype(hidden_nh.dtype)).reshape(b, t, -1)
 
 
 def head_weight(params: dict, cfg: ModelConfig):

@@ -61,6 +61,9 @@ class LossConfig:
     entropy_coef: float = 0.0
     temperature: float = 1.0  # the sampler's; log-probs are taken of logits / temperature
     logprob_chunk_rows: int = 1024
+    # when a micro-batch's rows x vocab logits are at most this many, log-probs are taken in one
+    # chunk (small vocabularies: no loop; see rl/logprobs.py)
+    logprob_unchunked_elements: int = 2**25
     remat: bool = False  # recompute each decoder layer in the backward pass (less memory, ~1/3 more compute)
 
 
@@ -98,18 +101,20 @@ def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainSt
 
 
 def sequence_logprobs(params, model_cfg: ModelConfig, batch: dict, *, temperature: float = 1.0,
-                      chunk_rows: int = 1024, remat: bool = False):
+                      chunk_rows: int = 1024, remat: bool = False, max_unchunked_elements: int = 0):
     """(logprobs_bt, entropy_bt) of tokens[t+1] at every position t (last position: 0)."""
     hidden_blh = transformer.forward(params, model_cfg, batch["tokens"], batch["positions"],
                                      mask_bt=batch["attn_mask"], return_hidden=True, remat=remat).logits_btv
     targets_bl = jnp.concatenate([batch["tokens"][:, 1:], jnp.zeros_like(batch["tokens"][:, :1])], axis=1)
     return token_logprobs(hidden_blh, transformer.head_weight(params, model_cfg), targets_bl,
-                          chunk_rows=chunk_rows, temperature=temperature)
+                          chunk_rows=chunk_rows, temperature=temperature,
+                          max_unchunked_elements=max_unchunked_elements)
 
 
 def _micro_loss(params, micro: dict, denominator, model_cfg: ModelConfig, loss_cfg: LossConfig):
     logp_bl, entropy_bl = sequence_logprobs(params, model_cfg, micro, temperature=loss_cfg.temperature,
-                                            chunk_rows=loss_cfg.logprob_chunk_rows, remat=loss_cfg.remat)
+                                            chunk_rows=loss_cfg.logprob_chunk_rows, remat=loss_cfg.remat,
+                                            max_unchunked_elements=loss_cfg.logprob_unchunked_elements)
     mask = micro["loss_mask"].astype(jnp.float32)
     pg_bl, aux = policy_loss_per_token(logp_bl, micro["old_logprobs"], micro["advantages"],
                                        clip_low=loss_cfg.clip_low, clip_high=loss_cfg.clip_high,

@@ -86,3 +86,23 @@ def test_custom_backward_equals_autodiff_of_the_plain_formula(temperature):
 
     for g_ours, g_plain in zip(jax.grad(ours, (0, 1))(hidden, head), jax.grad(plain, (0, 1))(hidden, head)):
         np.testing.assert_allclose(np.asarray(g_ours), np.asarray(g_plain), rtol=1e-5, atol=1e-5)
+
+
+def test_unchunked_when_small_equals_chunked():
+    # max_unchunked_elements >= rows x vocab takes all rows in one chunk (no loop): same values and gradients
+    rng = np.random.RandomState(3)
+    hidden = jnp.asarray(rng.normal(0, 1, (2, 6, 8)), jnp.float32)
+    head = jnp.asarray(rng.normal(0, 1, (8, 40)), jnp.float32)
+    targets = jnp.asarray(rng.randint(0, 40, (2, 6)))
+
+    def loss(h, w, **kw):
+        lp, ent = token_logprobs(h, w, targets, chunk_rows=5, **kw)
+        return jnp.sum(lp * jnp.arange(12.0).reshape(2, 6)) + jnp.sum(ent)
+
+    ref = jax.value_and_grad(loss, argnums=(0, 1))(hidden, head)
+    one = jax.value_and_grad(loss, argnums=(0, 1))(hidden, head, max_unchunked_elements=12 * 40)
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(one)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    jaxpr = str(jax.make_jaxpr(lambda h: token_logprobs(h, head, targets, chunk_rows=5,
+                                                        max_unchunked_elements=12 * 40))(hidden))
+    assert "while" not in jaxpr and "scan" not in jaxpr
