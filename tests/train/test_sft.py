@@ -1,0 +1,254 @@
+"""The supervised warm start: examples, loss (vs NumPy), a few steps, the saved directory, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from coderl_jax.data.records import Problem
+from coderl_jax.train import sft
+
+SOLUTIONS = {
+    "add": ("Read two integers a and b on one line and print a + b.",
+            "def solve(a, b):\n    return a + b\n\n\nif __name__ == \"__main__\":\n"
+            "    a, b = map(int, input().split())\n    print(solve(a, b))\n",
+            ["1 2\n", "10 -3\n"], ["3\n", "7\n"]),
+    "double": ("Read an integer n and print 2 * n.",
+               "def solve(n):\n    result = 2 * n\n    return result\n\n\nif __name__ == \"__main__\":\n"
+               "    n = int(input())\n    print(solve(n))\n",
+               ["4\n", "-5\n"], ["8\n", "-10\n"]),
+    "count_vowels": ("Read a word and print how many vowels (aeiou) it has.",
+                     "def solve(word):\n    count = 0\n    for ch in word:\n        if ch in \"aeiou\":\n"
+                     "            count += 1\n    return count\n\n\nif __name__ == \"__main__\":\n"
+                     "    print(solve(input().strip()))\n",
+                     ["banana\n", "sky\n"], ["3\n", "0\n"]),
+    "sum_to_n": ("Read n and print 1 + 2 + ... + n.",
+                 "def solve(n):\n    total = 0\n    for i in range(1, n + 1):\n        total += i\n    return total\n\n\n"
+                 "if __name__ == \"__main__\":\n    print(solve(int(input())))\n",
+                 ["4\n", "10\n"], ["10\n", "55\n"]),
+}
+
+
+def fixture_problems(split: str = "train") -> list[Problem]:
+    return [Problem(f"{split}-{name}", f"{text} Answer with a ```python code block.",
+                    {"style": "stdio", "inputs": inputs, "outputs": outputs},
+                    {"solution": solution, "split": split})
+            for name, (text, solution, inputs, outputs) in SOLUTIONS.items()]
+
+
+def write_jsonl(path, problems):
+    path.write_text("".join(p.to_json() + "\n" for p in problems))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from coderl_jax.models.bpe import train_bpe_tokenizer
+
+    texts = [t for ex in sft.code_examples(fixture_problems()) for t in (ex.prompt, ex.response)]
+    return train_bpe_tokenizer(texts * 4, vocab_size=320)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from tracer.pool import TracerPool
+
+    with TracerPool(workers=2) as p:
+        yield p
+
+
+def tiny_cfg(tok):
+    return sft.sft_model_config(tok, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                                intermediate_size=64)
+
+
+def test_code_examples_answer_in_the_code_reward_format():
+    from coderl_jax.data.responses import extract_code
+
+    problems = fixture_problems() + [Problem("no-solution", "Print 1.", {"style": "stdio", "inputs": [""],
+                                                                          "outputs": ["1\n"]})]
+    examples = sft.code_examples(problems)
+    assert [e.source for e in examples] == [p.id for p in problems[:-1]]
+    for ex, p in zip(examples, problems):
+        assert ex.kind == "code" and ex.prompt == p.prompt
+        assert extract_code(ex.response) == p.metadata["solution"].strip("\n")
+
+
+def test_alignment_examples_from_traced_reference_solutions(pool):
+    from coderl_jax.alignment.answers import parse_answer
+    from coderl_jax.alignment.rewards import score_answer
+
+    records, counts = sft.alignment_records(pool, fixture_problems(), k=2, inputs_per_problem=2)
+    assert counts["harvested"] == len(records) == 8, counts
+    by_source = {}
+    for r in records:
+        by_source.setdefault(r.source, []).append(r)
+    assert sorted(r.stdin for r in by_source["train-sum_to_n"]) == ["10\n", "4\n"]
+    outputs = {r.stdin: r.output for r in by_source["train-sum_to_n"]}
+    assert outputs == {"4\n": "10\n", "10\n": "55\n"}
+    for ex, r in zip(sft.align_examples(records), records):
+        assert ex.kind == "align" and "Program:" in ex.prompt and r.program.strip() in ex.prompt
+        assert score_answer(r, parse_answer(ex.response)).exact  # the response is the true answer
+
+
+def test_tokenizer_round_trips_and_has_the_chat_template(tokenizer):
+    for text in ["def f(x):\n    return x * 2\n", "héllo ✓ \t\n  spaces  ", "<|im_end|> after", ""]:
+        assert tokenizer.decode(tokenizer.encode(text), skip_special_tokens=False) == text
+    assert tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]) == [
+        256, 257, 258, 259]
+    assert tokenizer.encode("A")[0] == ord("A")  # ids 0..255 are the bytes
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    code = sft.code_examples(fixture_problems())[0].response
+    assert len(tokenizer.encode(code)) < len(code.encode()) / 2  # merges learnt
+
+
+def test_encode_drops_long_examples_and_ends_with_im_end(tokenizer):
+    examples = sft.code_examples(fixture_problems())
+    enc = sft.encode_examples(examples, tokenizer, max_len=10_000)
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert all(r[-1] == end for r in enc.response_ids) and enc.dropped == 0
+    assert tokenizer.decode(enc.prompt_ids[0]).endswith("<|im_start|>assistant\n")
+    cut = int(np.sort(enc.lengths())[1])
+    short = sft.encode_examples(examples, tokenizer, max_len=cut)
+    assert short.dropped == len(examples) - 2 and len(short.prompt_ids) == 2
+
+
+def test_pack_batch_rows_start_at_column_zero(tokenizer):
+    batch = sft.pack_batch([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], length=8, pad_id=259)
+    np.testing.assert_array_equal(batch["tokens"], [[1, 2, 3, 5, 6, 259, 259, 259], [4, 7, 8, 9, 259, 259, 259, 259]])
+    # entry t is about token t+1: responses are trained at columns p-1 .. p+r-2
+    np.testing.assert_array_equal(batch["loss_mask"], [[0, 0, 1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(batch["positions"][0, :5], [0, 1, 2, 3, 4])
+
+
+def test_batch_mix_follows_the_code_fraction():
+    enc = sft.Encoded([[1]] * 10, [[2]] * 10, ["code"] * 6 + ["align"] * 4)
+    it = sft.batch_indices(enc, sft.SFTConfig(batch_size=8, code_fraction=0.75, seed=3))
+    seen = set()
+    for _ in range(6):
+        idx = next(it)
+        assert len(idx["code"]) == 6 and len(idx["align"]) == 2
+        assert (idx["code"] < 6).all() and (idx["align"] >= 6).all()
+        seen.update(idx["code"].tolist() + idx["align"].tolist())
+    assert seen == set(range(10))  # every example is drawn (shuffled epochs per kind)
+    only_code = sft.Encoded([[1]] * 3, [[2]] * 3, ["code"] * 3)
+    idx = next(sft.batch_indices(only_code, sft.SFTConfig(batch_size=4, code_fraction=0.5)))
+    assert list(idx) == ["code"] and len(idx["code"]) == 4
+
+
+def _numpy_nll(params, cfg, batch):
+    """Full-vocabulary log-softmax in NumPy over the model's final hidden states."""
+    from coderl_jax.models import transformer
+
+    forward = jax.jit(lambda p, b: transformer.forward(p, cfg, b["tokens"], b["positions"], mask_bt=b["attn_mask"],
+                                                       return_hidden=True).logits_btv)
+    hidden = np.asarray(forward(params, batch), np.float64)
+    head = np.asarray(transformer.head_weight(params, cfg), np.float64)
+    logits = hidden @ head
+    logits -= logits.max(-1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    targets = np.concatenate([batch["tokens"][:, 1:], np.zeros_like(batch["tokens"][:, :1])], axis=1)
+    picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    mask = batch["loss_mask"].astype(np.float64)
+    return -(picked * mask).sum() / mask.sum()
+
+
+def _numpy_parts_nll(params, cfg, parts):
+    sums = [_numpy_nll(params, cfg, b) * b["loss_mask"].sum() for b in parts.values()]
+    return sum(sums) / sum(b["loss_mask"].sum() for b in parts.values())
+
+
+def test_loss_matches_numpy_masked_nll(tokenizer, pool):
+    from coderl_jax.models.transformer import init_params
+
+    cfg = tiny_cfg(tokenizer)
+    params = init_params(cfg, 0)
+    problems = fixture_problems()
+    examples = sft.code_examples(problems) + sft.align_examples(sft.alignment_records(pool, problems[:2])[0])
+    enc = sft.encode_examples(examples, tokenizer, max_len=1024)
+    parts = {kind: sft.pack_batch([enc.prompt_ids[i] for i in enc.indices(kind)],
+                                  [enc.response_ids[i] for i in enc.indices(kind)],
+                                  length=sft.row_length(enc, 1024, kind), pad_id=259) for kind in sft.KINDS}
+    assert parts["align"]["tokens"].shape[1] > parts["code"]["tokens"].shape[1]  # own row length per kind
+    loss_fn = jax.jit(lambda p, b: sft.sft_loss(p, cfg, b))
+    loss, aux = loss_fn(params, parts)
+    assert int(aux["tokens/code"]) == sum(len(enc.response_ids[i]) for i in enc.indices("code"))
+    np.testing.assert_allclose(float(loss), _numpy_parts_nll(params, cfg, parts), rtol=1e-5)
+    np.testing.assert_allclose(float(aux["loss/code"]), _numpy_nll(params, cfg, parts["code"]), rtol=1e-5)
+    one, _ = loss_fn(params, {"code": parts["code"]})
+    np.testing.assert_allclose(float(one), _numpy_nll(params, cfg, parts["code"]), rtol=1e-5)
+
+
+def test_a_few_steps_reduce_the_loss(tokenizer):
+    from coderl_jax.models.transformer import init_params
+
+    cfg = tiny_cfg(tokenizer)
+    enc = sft.encode_examples(sft.code_examples(fixture_problems()), tokenizer, max_len=512)
+    conf = sft.SFTConfig(steps=9, batch_size=4, learning_rate=1e-2, warmup_steps=0, schedule="constant",
+                         log_every=3)
+    params, history = sft.train_sft(cfg, init_params(cfg, 0), enc, conf, pad_id=259, progress=False)
+    assert [h["step"] for h in history] == [3, 6, 9]
+    assert history[-1]["loss"] < 0.8 * history[0]["loss"], history
+    parts = {"code": sft.pack_batch(enc.prompt_ids, enc.response_ids, length=sft.row_length(enc, 512),
+                                    pad_id=259)}
+    before = float(sft.sft_loss(init_params(cfg, 0), cfg, parts)[0])
+    assert float(sft.sft_loss(params, cfg, parts)[0]) < 0.7 * before
+
+
+def test_cli_trains_saves_and_loads(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    from coderl_jax.cli import main
+    from coderl_jax.models.hf_io import load_hf
+
+    train = write_jsonl(tmp_path / "train.jsonl", fixture_problems())
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", fixture_problems("heldout")[:2])
+    out = tmp_path / "model"
+    rc = main(["sft", "--out", str(out), "--train", str(train), "--heldout", str(heldout), "--steps", "3",
+               "--batch", "4", "--vocab-size", "300", "--hidden", "32", "--layers", "1", "--heads", "2",
+               "--kv-heads", "1", "--intermediate", "64", "--log-every", "1", "--eval-train", "2",
+               "--eval-align", "2", "--eval-every", "3", "--max-new-tokens", "8", "--quiet", "--workers", "1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "held-out greedy pass@1: 0.0% over 2 problems" in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "sft.json"} <= names
+    cfg, params = load_hf(out)
+    assert cfg.family == "qwen2" and cfg.num_layers == 1 and cfg.tie_word_embeddings
+    assert json.loads((out / "config.json").read_text())["torch_dtype" if "torch_dtype" in json.loads(
+        (out / "config.json").read_text()) else "dtype"] == "bfloat16"
+    tok = AutoTokenizer.from_pretrained(str(out))
+    assert cfg.vocab_size == len(tok) and tok.decode(tok.encode("x = [1, 2]\n")) == "x = [1, 2]\n"
+    assert set(cfg.eos_token_ids) == {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id}
+    info = json.loads((out / "sft.json").read_text())
+    assert info["data"]["code_examples"] == 4 and info["data"]["align_examples"] == 4
+    assert len(info["history"]) == 3 and info["history"][-1]["eval/heldout_pass@1"] == 0.0
+    assert info["eval"]["heldout"]["problems"] == 2 and info["eval"]["heldout_alignment"]["records"] == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "0"], "--steps=0 must be >= 1"),
+    (["--code-fraction", "1.5"], "--code-fraction=1.5 must be in [0, 1]"),
+    (["--hidden", "30", "--heads", "4"], "--hidden=30 must be divisible by --heads=4"),
+    (["--vocab-size", "100"], "--vocab-size=100 must be 0 (byte tokenizer) or >= 260"),
+    (["--train", "/nonexistent/train.jsonl"], "--train /nonexistent/train.jsonl: no such file"),
+])
+def test_cli_argument_errors_are_clear(tmp_path, capsys, extra, message):
+    from coderl_jax.cli import main
+
+    assert main(["sft", "--out", str(tmp_path / "m"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_a_non_empty_out_dir(tmp_path, capsys):
+    from coderl_jax.cli import main
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "x").write_text("x")
+    assert main(["sft", "--out", str(tmp_path / "m")]) == 2
+    assert "exists and is not empty (pass --overwrite" in capsys.readouterr().err
