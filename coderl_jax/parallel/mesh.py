@@ -78,7 +78,13 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices=None) -> M
         grid = mesh_utils.create_hybrid_device_mesh(ici, (len(slices), 1, 1), devices=devices)
         mesh = Mesh(grid, AXES, axis_types=(AxisType.Auto,) * 3)
     else:
-        mesh = jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+        try:
+            mesh = jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+        except NotImplementedError:
+            # an axis that is not a product of whole physical axes (tensor=4 on a v6e 8x8 torus):
+            # split a physical axis, keeping each mesh axis on neighbouring chips
+            grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+            mesh = Mesh(grid, AXES, axis_types=(AxisType.Auto,) * 3)
     log.debug("mesh %s over %d devices", dict(mesh.shape), mesh.size)
     return mesh
 
@@ -96,7 +102,10 @@ def init_distributed() -> None:
     """
     if jax.distributed.is_initialized():
         return
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    # CODERL_DISTRIBUTED=1 (set by tpu_scripts/launch.sh): on a TPU VM slice JAX finds the
+    # coordinator and this host's id from the TPU metadata by itself
+    if (os.environ.get("CODERL_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS")
+            or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")):
         jax.distributed.initialize()
         log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count())

@@ -34,6 +34,9 @@ def main(args) -> int:
     if args.print_config:
         print(json.dumps(dataclasses.asdict(cfg), indent=2))
         return 0
+    from coderl_jax.parallel import init_distributed
+
+    init_distributed()  # a no-op on one host; first, before anything else touches JAX
     from coderl_jax.train.loop import train
 
     last = train(cfg)

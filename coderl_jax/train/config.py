@@ -35,6 +35,7 @@ class RolloutConfig:
     cache_dtype: str = "float32"
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, sample more to refill
     max_extra_rounds: int = 2  # bound on extra generation rounds when dynamic sampling
+    prompts_per_generate: int = 0  # prompts per sampler call (0 = all at once); bounds the KV cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,7 @@ class TrainConfig:
     max_skipped_steps: int = 3  # consecutive non-finite steps before the run stops
     tensorboard: bool = True
     wandb_project: str = ""
+    topology: str = ""  # the TPU topology this config is sized for (`coderl plan`), e.g. "v5p:2x4x4"
     progress: bool = True
     data: DataConfig = DataConfig()
     rollout: RolloutConfig = RolloutConfig()
