@@ -143,8 +143,9 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = make_optimizer(optim_cfg)
     lr_schedule = learning_rate_schedule(optim_cfg)  # the optimizer's own schedule, for logging
     step_fn = make_train_step(model_cfg, cfg.loss, optimizer, num_micro=cfg.micro_batches)
-    stats_fn = jax.jit(lambda p, b: sequence_logprobs(p, model_cfg, b, temperature=cfg.loss.temperature,
-                                                      chunk_rows=cfg.loss.logprob_chunk_rows))
+    stats_fn = jax.jit(lambda p, b: sequence_logprobs(
+        p, model_cfg, b, temperature=cfg.loss.temperature, chunk_rows=cfg.loss.logprob_chunk_rows,
+        max_unchunked_elements=cfg.loss.logprob_unchunked_elements))
     ref_params = jax.tree.map(jnp.copy, params) if cfg.loss.kl_coef else None
     state = init_train_state(params, optimizer)
     data_kwargs = dict(split="train", seed=cfg.seed, shuffle=cfg.data.shuffle, data_dir=cfg.data.data_dir or None, tokenizer=tokenizer,
@@ -263,8 +264,23 @@ def _sample(ctx: StepContext, prompt_ids, seed: int):
     sp = SamplingParams(n=r.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                         top_k=r.top_k, stop=tuple(r.stop), seed=seed)
     t0 = time.perf_counter()
-    groups = ctx.sampler.generate(prompt_ids, sp)
+    per_call = r.prompts_per_generate or len(prompt_ids)  # bounds the KV cache on a pod
+    groups = []
+    for start in range(0, len(prompt_ids), per_call):
+        groups += ctx.sampler.generate(prompt_ids[start:start + per_call],
+                                       dataclasses.replace(sp, seed=sp.seed + start))
     return groups, time.perf_counter() - t0
+
+
+def _score(ctx: StepContext, params, dev: dict):
+    """(logprobs, entropy) of a rollout batch, scored one micro-batch of rows at a time (the rows
+    of one update micro-batch: the activations `coderl plan` budgets for)."""
+    rows = len(dev["tokens"])
+    per_call = max(rows // (ctx.cfg.updates_per_step * ctx.cfg.micro_batches), 1)
+    if per_call >= rows:
+        return ctx.stats_fn(params, dev)
+    parts = [ctx.stats_fn(params, {k: v[i:i + per_call] for k, v in dev.items()}) for i in range(0, rows, per_call)]
+    return tuple(jnp.concatenate(xs, axis=0) for xs in zip(*parts))
 
 
 def _code_rewards(ctx: StepContext, problems, completions):
@@ -347,10 +363,10 @@ def _train_one_step(step: int, ctx: StepContext) -> dict:
     # [6] update: trainer's old / reference log-probs, then `updates_per_step` jitted steps
     t0 = time.perf_counter()
     dev = ctx.device_batch(batch)
-    old, entropy = ctx.stats_fn(ctx.live["state"].params, dev)
+    old, entropy = _score(ctx, ctx.live["state"].params, dev)
     dev["old_logprobs"] = old
     if ctx.ref_params is not None:
-        dev["ref_logprobs"] = ctx.stats_fn(ctx.ref_params, dev)[0]
+        dev["ref_logprobs"] = _score(ctx, ctx.ref_params, dev)[0]
     mask = batch["loss_mask"]
     sampler_diff = float(np.abs(np.asarray(old) - batch["sampler_logprobs"])[mask].mean()) if mask.any() else 0.0
     rows = len(completions)

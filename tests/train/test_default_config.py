@@ -1,0 +1,28 @@
+"""The embedded default's pieces load: the config validates, the committed policy and its
+tokenizer load, and the suite files it points at hold the problems it promises."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_default_config_and_committed_policy_load(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from coderl_jax.data.readers import read_problems
+    from coderl_jax.models.hf_io import load_hf
+    from coderl_jax.train.config_util import load_config_file
+
+    monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
+    cfg = load_config_file(REPO / "configs" / "default_cpu.py").validate()
+    assert cfg.alignment.mode == "coderl" and Path(cfg.data.train_path).is_relative_to(tmp_path)
+    model_cfg, params = load_hf(cfg.model)
+    n_params = sum(x.size for x in __import__("jax").tree.leaves(params))
+    assert 1e6 < n_params < 1e7 and model_cfg.vocab_size <= 2048
+    tok = AutoTokenizer.from_pretrained(cfg.model)
+    text = "def solve(nums):\n    total = 0\n"
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    train, _ = read_problems(cfg.data.train_path)
+    heldout, _ = read_problems(cfg.data.eval_path)
+    assert len(train) == 3000 and len(heldout) == 300
+    assert not {p.metadata["signature"] + p.prompt for p in train} & {p.metadata["signature"] + p.prompt for p in heldout}
