@@ -1,10 +1,9 @@
 """Qwen2.5-Coder-7B-Instruct with the paper's hyper-parameters on v6e:8x8 (v6e-64).
 
-v6e-64: 64 chips on 16 hosts. The layout (mesh, micro-batches, prompts per sampler call) follows the
-rules of the planned 7B configs; `coderl plan` has not confirmed it yet (docs/scale.md): run it
-before renting. Weights: `tpu_scripts/setup.sh --model Qwen/Qwen2.5-Coder-7B-Instruct` downloads
-them to models/Qwen2.5-Coder-7B-Instruct on every worker; the planner reads
-configs/models/Qwen2.5-Coder-7B-Instruct/config.json.
+v6e-64: 64 chips on 16 hosts. `coderl plan` confirms that this layout (mesh, micro-batches, prompts
+per sampler call) fits; its figures are in docs/scale.md. Weights: `tpu_scripts/setup.sh --model
+Qwen/Qwen2.5-Coder-7B-Instruct` downloads them to models/Qwen2.5-Coder-7B-Instruct on every worker;
+the planner reads configs/models/Qwen2.5-Coder-7B-Instruct/config.json.
 
     coderl plan --config configs/qwen25_coder_7b_v6e64.py
     tpu_scripts/launch.sh --name NAME --zone ZONE --config configs/qwen25_coder_7b_v6e64.py
