@@ -114,7 +114,8 @@ def _check_args(args) -> str | None:
         if getattr(args, flag) < 0:
             return f"--{flag.replace('_', '-')}={getattr(args, flag)} must be >= 0"
     if args.eval_every and (args.eval_every % args.log_every or args.no_eval):
-        return f"--eval-every={args.eval_every} must be a multiple of --log-every={args.log_every} (and not with --no-eval)"
+        return (f"--eval-every={args.eval_every} must be a multiple of --log-every={args.log_every} "
+                "(and not with --no-eval)")
     return None
 
 

@@ -26,8 +26,8 @@ SOLUTIONS = {
                      "    print(solve(input().strip()))\n",
                      ["banana\n", "sky\n"], ["3\n", "0\n"]),
     "sum_to_n": ("Read n and print 1 + 2 + ... + n.",
-                 "def solve(n):\n    total = 0\n    for i in range(1, n + 1):\n        total += i\n    return total\n\n\n"
-                 "if __name__ == \"__main__\":\n    print(solve(int(input())))\n",
+                 "def solve(n):\n    total = 0\n    for i in range(1, n + 1):\n        total += i\n"
+                 "    return total\n\n\nif __name__ == \"__main__\":\n    print(solve(int(input())))\n",
                  ["4\n", "10\n"], ["10\n", "55\n"]),
 }
 
@@ -252,3 +252,14 @@ def test_cli_refuses_a_non_empty_out_dir(tmp_path, capsys):
     (tmp_path / "m" / "x").write_text("x")
     assert main(["sft", "--out", str(tmp_path / "m")]) == 2
     assert "exists and is not empty (pass --overwrite" in capsys.readouterr().err
+
+
+def test_the_generated_suite_gives_code_examples():
+    from coderl_jax.data.suite import generate_suite
+    from coderl_jax.data.responses import extract_code
+    from coderl_jax.train.sft_cli import split_suite
+
+    train, heldout = split_suite(generate_suite(0, n_train=5, n_heldout=3))
+    assert len(train) == 5 and len(heldout) == 3
+    examples = sft.code_examples(train)
+    assert len(examples) == 5 and all(extract_code(e.response) for e in examples)
