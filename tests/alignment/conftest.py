@@ -4,14 +4,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def pool():
-    from tracer.pool import TracerPool
-
-    with TracerPool(workers=2) as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
 def byte_tok():
     from coderl_jax.models.tiny import byte_tokenizer
 

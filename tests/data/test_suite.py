@@ -18,14 +18,6 @@ def default_suite():
 
 
 @pytest.fixture(scope="module")
-def pool():
-    from tracer.pool import TracerPool
-
-    with TracerPool(workers=2) as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
 def sample(default_suite):
     """30 problems spread over both splits (every step count, both input types)."""
     rng = random.Random(1)

@@ -8,14 +8,6 @@ from eval_samples import write_all
 
 
 @pytest.fixture(scope="session")
-def pool():
-    from tracer import TracerPool
-
-    with TracerPool(workers=2) as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
 def sample_files(tmp_path_factory) -> dict:
     """{benchmark name: path} of small files written in each format."""
     return write_all(tmp_path_factory.mktemp("eval_data"))

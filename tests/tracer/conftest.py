@@ -6,13 +6,5 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def pool():
-    from tracer.pool import TracerPool
-
-    with TracerPool(workers=2) as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
 def layers(pool) -> dict:
     return pool.sandbox

@@ -52,14 +52,6 @@ def tokenizer():
     return train_bpe_tokenizer(texts * 4, vocab_size=320)
 
 
-@pytest.fixture(scope="module")
-def pool():
-    from tracer.pool import TracerPool
-
-    with TracerPool(workers=2) as p:
-        yield p
-
-
 def tiny_cfg(tok):
     return sft.sft_model_config(tok, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                                 intermediate_size=64)
