@@ -85,10 +85,8 @@ class Attention(nnx.Module):
         q_btnd = apply_rope(q_btnd, cos_btd, sin_btd)
         k_btkd = apply_rope(k_btkd, cos_btd, sin_btd)
 
-        if cache is None:  # training / scoring: keys are this call's tokens
-            out_bth = causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs)
-            return out_bth @ self.o_proj[...].astype(dt), None
-
+        # the modules run only with a cache (prefill and decode); training and scoring take the
+        # functional no-cache path below (`_forward_no_cache`)
         g = n // k
         q_btkgd = q_btnd.reshape(b, t, k, g, d)
         # with a cache: write this call's keys/values, attend over the first s slots
@@ -166,25 +164,16 @@ class Transformer(nnx.Module):
             self.lm_head = _dense_init(rngs, (cfg.hidden_size, cfg.vocab_size), pd)  # [h, v]
         self.cfg = cfg
 
-    def __call__(self, tokens_bt, positions_bt, *, kv_cache=None, cache_index=None, key_mask_bs=None,
-                 attend_len=None, return_hidden=False, remat=False):
+    def __call__(self, tokens_bt, positions_bt, *, kv_cache, cache_index, key_mask_bs, attend_len=None,
+                 return_hidden=False):
         cfg = self.cfg
         x_bth = jnp.take(self.embed_tokens[...], tokens_bt, axis=0).astype(cfg.jnp_dtype)
         cos_btd, sin_btd = rope_tables(cfg, positions_bt, x_bth.dtype)
-        new_cache = [] if kv_cache is not None else None
-        for i, layer in enumerate(self.layers):
-            if remat and kv_cache is None:  # training: recompute the layer in the backward pass
-                x_bth = jax.checkpoint(lambda x, c, s, m, layer=layer: layer(
-                    x, c, s, cache=None, cache_index=None, key_mask_bs=m, attend_len=None)[0],
-                )(x_bth, cos_btd, sin_btd, key_mask_bs)
-                continue
-            x_bth, layer_cache = layer(
-                x_bth, cos_btd, sin_btd,
-                cache=None if kv_cache is None else kv_cache[i],
-                cache_index=cache_index, key_mask_bs=key_mask_bs, attend_len=attend_len,
-            )
-            if new_cache is not None:
-                new_cache.append(layer_cache)
+        new_cache = []
+        for layer, layer_cache in zip(self.layers, kv_cache):
+            x_bth, layer_cache = layer(x_bth, cos_btd, sin_btd, cache=layer_cache, cache_index=cache_index,
+                                       key_mask_bs=key_mask_bs, attend_len=attend_len)
+            new_cache.append(layer_cache)
         hidden_bth = self.norm(x_bth)
         if return_hidden:
             return hidden_bth, new_cache
@@ -319,7 +308,7 @@ def forward(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, *, mask_bt=
         raise ValueError("forward with a kv_cache needs cache_index and key_mask_bs")
     model = bind(cfg, params)
     out, cache = model(tokens_bt, positions_bt, kv_cache=kv_cache, cache_index=cache_index,
-                       key_mask_bs=key_mask_bs, attend_len=attend_len, return_hidden=return_hidden, remat=remat)
+                       key_mask_bs=key_mask_bs, attend_len=attend_len, return_hidden=return_hidden)
     return ForwardOut(out, cache)
 
 
