@@ -41,10 +41,15 @@ config = TrainConfig(
     seed=0,
     checkpoint_every=5,
     data=DataConfig(train_path=SUITE["train"], eval_path=SUITE["heldout"], max_prompt_tokens=336),
-    rollout=RolloutConfig(prompts_per_step=8, group_size=4, max_new_tokens=176, temperature=1.0),
+    rollout=RolloutConfig(prompts_per_step=8, group_size=4, max_new_tokens=176, temperature=1.0,
+                          prompt_buckets=(336,)),  # one bucket: one compiled rollout program
     tracer=TracerConfig(timeout_s=5.0),
     optim=OptimConfig(learning_rate=5e-5, schedule="constant", weight_decay=0.01),
     loss=LossConfig(kl_coef=0.001),
     eval=EvalConfig(every=10, max_problems=100),
-    alignment=AlignmentConfig(mode="coderl", probe_path=_probe_file(), probe_max=32),
+    # a sliding window of the last 256 harvested records: with 8 prompts a step, one step's failures
+    # (the paper's "recent" pool) are often fewer than the 3 alignment prompts, which would leave
+    # every other step without alignment prompts
+    alignment=AlignmentConfig(mode="coderl", buffer_strategy="uniform", buffer_size=256, probe_path=_probe_file(),
+                              probe_max=32),
 )

@@ -92,7 +92,7 @@ def probe(ctx, records: list[AlignmentRecord], step: int) -> dict:
         responses.append(ids)
         masks.append(mask)
     params = ctx.live["state"].params
-    loglik = align.likelihood(lambda b: ctx.stats_fn(params, ctx.device_batch(b))[0], prompt_ids, responses, masks)
+    loglik = align.likelihood(lambda b: ctx.logprobs(params, b)[0], prompt_ids, responses, masks)
     sp = SamplingParams(n=1, max_new_tokens=ctx.cfg.rollout.max_new_tokens, temperature=0.0,
                         stop=tuple(ctx.cfg.rollout.stop), seed=step)
     groups = ctx.sampler.generate(prompt_ids, sp)

@@ -96,16 +96,30 @@ def single_device_mesh(device=None) -> Mesh:
 
 
 def init_distributed() -> None:
-    """Join a multi-host job (a TPU pod slice, or a cluster that sets JAX_COORDINATOR_ADDRESS).
+    """Join a multi-host job; call it first, before any other JAX call. A no-op on a single host or
+    when already joined.
 
-    Call it first, before any other JAX call; a no-op on a single host or when already joined.
+    - a TPU VM slice (`CODERL_DISTRIBUTED=1`, set by tpu_scripts/launch.sh, or several
+      TPU_WORKER_HOSTNAMES): JAX finds the coordinator and this host's id from the TPU metadata;
+    - any other cluster: `JAX_COORDINATOR_ADDRESS=host:port` with `CODERL_NUM_PROCESSES` and
+      `CODERL_PROCESS_ID` (0 is the coordinator). On CPU the processes' collectives use gloo,
+      which is how the multi-host tests run several processes on one machine.
     """
     if jax.distributed.is_initialized():
         return
-    # CODERL_DISTRIBUTED=1 (set by tpu_scripts/launch.sh): on a TPU VM slice JAX finds the
-    # coordinator and this host's id from the TPU metadata by itself
-    if (os.environ.get("CODERL_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS")
-            or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")):
+    num, pid = os.environ.get("CODERL_NUM_PROCESSES"), os.environ.get("CODERL_PROCESS_ID")
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if num is not None or pid is not None:
+        if not (address and num and pid):
+            raise ValueError("a multi-process job needs JAX_COORDINATOR_ADDRESS, CODERL_NUM_PROCESSES and "
+                             f"CODERL_PROCESS_ID together (got {address!r}, {num!r}, {pid!r})")
+        if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=address, num_processes=int(num), process_id=int(pid))
+    elif (os.environ.get("CODERL_DISTRIBUTED") == "1" or address
+          or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")):
         jax.distributed.initialize()
-        log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    else:
+        return
+    log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+             jax.process_count(), jax.local_device_count(), jax.device_count())

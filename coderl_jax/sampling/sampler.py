@@ -416,7 +416,9 @@ class Sampler:
                 f"prompt of {longest} tokens + max_new_tokens={sp.max_new_tokens} exceeds the context "
                 f"({limit} tokens: max_cache_len={self.max_cache_len}, "
                 f"max_position_embeddings={self.cfg.max_position_embeddings})")
-        fitting = [b for b in self.buckets if b + sp.max_new_tokens <= limit] or [longest]
+        # the buckets that fit, then the longest prompt the cache takes: prompts past the last
+        # power-of-two bucket share one shape instead of compiling one per length
+        fitting = [b for b in self.buckets if b + sp.max_new_tokens <= limit] + [limit - sp.max_new_tokens]
         length = pick_bucket(longest, fitting)
         batch = len(prompt_ids)
         shards = _data_size(self.mesh, self.data_axes)
@@ -433,14 +435,18 @@ class Sampler:
         if self.mesh is None:
             return x
         from jax.sharding import NamedSharding, PartitionSpec
-        return jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(self.data_axes)))
+
+        from coderl_jax.parallel.hosts import place
+        return place(x, NamedSharding(self.mesh, PartitionSpec(self.data_axes)))  # multi-host safe
 
     def generate(self, prompts, sp: SamplingParams | None = None) -> list[list[Completion]]:
         """One list of `sp.n` completions per prompt (text or token-id prompts)."""
         sp = sp or SamplingParams()
         prompt_ids = self.encode(prompts)
         out, spec = self.generate_arrays(prompt_ids, sp)
-        tokens, lps, raws, nums = (np.asarray(x) for x in out)
+        from coderl_jax.parallel.hosts import to_host
+
+        tokens, lps, raws, nums = (to_host(x) for x in out)  # all rows on every host
         results = []
         for r in range(len(prompt_ids)):
             group = []

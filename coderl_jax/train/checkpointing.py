@@ -1,11 +1,13 @@
 """Training checkpoints with orbax: everything a killed run needs to continue exactly.
 
-Layout under `<out_dir>/checkpoints/`:
+Layout under `<out_dir>/checkpoints/` (or `checkpoint_dir`: a local directory or a gs:// path;
+on a multi-host job every process writes its own shards of the arrays and process 0 the rest):
 
     model_config.json        the policy's config (Hugging Face form), written once
     <step>/params/           parameters (orbax StandardSave; sharded arrays saved per shard)
     <step>/opt_state/        optimizer state
-    <step>/meta/             JSON: step, rng key data, data-iterator state, alignment buffer, extra
+    <step>/meta/             JSON: step, rng key data, data-iterator state (one per process on a
+                             multi-host job), alignment buffer, extra
 
 `coderl export --model <out_dir>/checkpoints/<step>` turns one into a Hugging Face directory.
 Saves are asynchronous (the loop continues while the arrays are written), keep the last K and
@@ -23,13 +25,22 @@ import jax
 import numpy as np
 
 
+def as_checkpoint_path(directory):
+    """An epath.Path: cloud URLs (gs://...) as they are, local paths made absolute."""
+    from etils import epath
+
+    text = str(directory)
+    return epath.Path(text) if "://" in text else epath.Path(Path(text).absolute())
+
+
 class Checkpointer:
     def __init__(self, directory: str | Path, *, keep: int = 3, every: int = 1, async_save: bool = True):
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
-        self.directory = Path(directory).absolute()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = as_checkpoint_path(directory)
+        if jax.process_index() == 0:
+            self.directory.mkdir(parents=True, exist_ok=True)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
                                                enable_async_checkpointing=async_save, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options,

@@ -36,6 +36,9 @@ class RolloutConfig:
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, sample more to refill
     max_extra_rounds: int = 2  # bound on extra generation rounds when dynamic sampling
     prompts_per_generate: int = 0  # prompts per sampler call (0 = all at once); bounds the KV cache
+    # padded prompt lengths the sampler compiles for (() = powers of two, then the longest prompt that
+    # fits); one bucket = one compiled rollout program for the whole run
+    prompt_buckets: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,7 @@ class MeshConfig:
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     every: int = 0  # steps between evaluations (0 = never; the final step always when > 0)
+    at_start: bool = True  # also evaluate the starting policy, logged as step 0 (when every > 0)
     max_problems: int = 64
     samples: int = 1  # per problem; greedy when temperature is 0
     temperature: float = 0.0
@@ -74,6 +78,7 @@ class TrainConfig:
     param_dtype: str = "float32"
     dtype: str = "float32"
     checkpoint_every: int = 5
+    checkpoint_dir: str = ""  # "" = <out_dir>/checkpoints; a gs:// path on a TPU pod (every host writes its shards)
     keep_checkpoints: int = 2
     async_checkpointing: bool = True
     max_skipped_steps: int = 3  # consecutive non-finite steps before the run stops

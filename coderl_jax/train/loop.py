@@ -22,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coderl_jax.parallel.hosts import HostShardedTracer, gather_objects, interleave, place, split_counts, to_host
 from coderl_jax.rl import compute_advantages, zero_variance_fraction
 from coderl_jax.alignment.probe import load_probe, probe
 from coderl_jax.alignment.task import AlignmentTask, alignment_metrics
 from coderl_jax.rl.train_step import (
-    BATCH_FIELDS, init_train_state, learning_rate_schedule, make_optimizer, make_train_step, sequence_logprobs,
+    BATCH_FIELDS, init_train_state, learning_rate_schedule, make_optimizer, make_sharded_train_step, make_train_step,
+    sequence_logprobs,
 )
 from coderl_jax.train.config import TrainConfig
 from coderl_jax.train.rewards import get_reward
@@ -43,27 +45,43 @@ class TrainingStopped(RuntimeError):
 # set-up helpers
 
 
-def load_policy(cfg: TrainConfig):
-    """(model config, params, tokenizer) from an HF directory, or the built-in tiny random model."""
+def make_job_mesh(cfg: TrainConfig):
+    """The ("data", "fsdp", "tensor") mesh of `cfg.mesh` over every device of the job, or None on a
+    single device (the unsharded path)."""
+    if jax.device_count() == 1:
+        return None
+    from coderl_jax.parallel import make_mesh
+
+    return make_mesh(data=cfg.mesh.data, fsdp=cfg.mesh.fsdp, tensor=cfg.mesh.tensor)
+
+
+def load_policy(cfg: TrainConfig, mesh=None):
+    """(model config, params, tokenizer) from an HF directory, or the built-in tiny random model;
+    with a mesh the parameters are placed by the training sharding rules (each host reads only the
+    slices its devices hold)."""
     from transformers import AutoTokenizer
 
     from coderl_jax.models.hf_io import load_hf
     from coderl_jax.models.tiny import default_model_dir
 
     path = default_model_dir() if cfg.model == "tiny-random" else Path(cfg.model)
-    model_cfg, params = load_hf(path, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
+    model_cfg, params = load_hf(path, mesh=mesh, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     return model_cfg, params, tokenizer, path
 
 
 def make_tracer(cfg: TrainConfig):
+    """The sandbox: the in-process pool, or a remote service. In a multi-host job each host runs
+    its own block of every batch of requests and the results are gathered (HostShardedTracer)."""
     if cfg.tracer.url:
         from tracer import TracerClient
 
-        return TracerClient(cfg.tracer.url)
-    from tracer import TracerPool
+        tracer = TracerClient(cfg.tracer.url)
+    else:
+        from tracer import TracerPool
 
-    return TracerPool(workers=cfg.tracer.workers or None)
+        tracer = TracerPool(workers=cfg.tracer.workers or None)
+    return HostShardedTracer(tracer) if jax.process_count() > 1 else tracer
 
 
 def encode_prompts(problems, tokenizer, cfg: TrainConfig) -> list[list[int]]:
@@ -132,22 +150,33 @@ def train(cfg: TrainConfig) -> dict:
     from coderl_jax.train.metrics import MetricsWriter
 
     cfg.validate()
-    out_dir = Path(cfg.out_dir)
+    main_process = jax.process_index() == 0
+    # every process holds the same global view of a step; process 0 writes the run's files, the
+    # others keep their own evaluation files apart (no two writers of one file on a shared disk)
+    out_dir = Path(cfg.out_dir) if main_process else Path(cfg.out_dir) / f"process_{jax.process_index()}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_cfg, params, tokenizer, model_path = load_policy(cfg)
-    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    mesh = make_job_mesh(cfg)
+    model_cfg, params, tokenizer, model_path = load_policy(cfg, mesh)
+    if main_process:
+        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
     r = cfg.rollout
     length = cfg.data.max_prompt_tokens + r.max_new_tokens
     optim_cfg = dataclasses.replace(cfg.optim, total_steps=max(cfg.steps * cfg.updates_per_step, 1))
     optimizer = make_optimizer(optim_cfg)
     lr_schedule = learning_rate_schedule(optim_cfg)  # the optimizer's own schedule, for logging
-    step_fn = make_train_step(model_cfg, cfg.loss, optimizer, num_micro=cfg.micro_batches)
+    batch_sharding = None
+    if mesh is None:
+        step_fn = make_train_step(model_cfg, cfg.loss, optimizer, num_micro=cfg.micro_batches)
+        state = init_train_state(params, optimizer)
+    else:
+        step_fn, state_sh, batch_sharding = make_sharded_train_step(model_cfg, cfg.loss, optimizer, mesh,
+                                                                     num_micro=cfg.micro_batches)
+        state = jax.jit(lambda p: init_train_state(p, optimizer), out_shardings=state_sh)(params)
     stats_fn = jax.jit(lambda p, b: sequence_logprobs(
         p, model_cfg, b, temperature=cfg.loss.temperature, chunk_rows=cfg.loss.logprob_chunk_rows,
         max_unchunked_elements=cfg.loss.logprob_unchunked_elements))
-    ref_params = jax.tree.map(jnp.copy, params) if cfg.loss.kl_coef else None
-    state = init_train_state(params, optimizer)
+    ref_params = jax.tree.map(jnp.copy, state.params) if cfg.loss.kl_coef else None
     data_kwargs = dict(split="train", seed=cfg.seed, shuffle=cfg.data.shuffle, data_dir=cfg.data.data_dir or None, tokenizer=tokenizer,
                        max_prompt_tokens=cfg.data.max_prompt_tokens, system=cfg.data.system_prompt,
                        raw_prompts=cfg.data.raw_prompts)
@@ -156,28 +185,34 @@ def train(cfg: TrainConfig) -> dict:
                           seed=cfg.seed, encode_prompts=lambda texts: encode_prompts(texts, tokenizer, cfg),
                           max_prompt_tokens=cfg.data.max_prompt_tokens)
 
-    ckpt = Checkpointer(out_dir / "checkpoints", keep=cfg.keep_checkpoints, every=cfg.checkpoint_every,
-                        async_save=cfg.async_checkpointing)
+    ckpt = Checkpointer(cfg.checkpoint_dir or Path(cfg.out_dir) / "checkpoints", keep=cfg.keep_checkpoints,
+                        every=cfg.checkpoint_every, async_save=cfg.async_checkpointing)
     ckpt.write_model_config(model_cfg.to_hf())
     start_step = 0
     if ckpt.latest_step() is not None:
         restored = ckpt.restore(params_like=state.params, opt_state_like=state.opt_state)
         start_step = restored["step"]
+        updates = np.asarray(restored["extra"].get("updates", 0), np.int32)
         state = state._replace(params=restored["params"], opt_state=restored["opt_state"],
-                               step=jnp.asarray(restored["extra"].get("updates", 0), jnp.int32))
-        data_iter.set_state(restored["data_state"])
+                               step=jnp.asarray(updates) if mesh is None else place(updates, state.step.sharding))
+        data_iter.set_state(host_data_state(restored["data_state"], ckpt.directory))
         align.restore(restored["alignment"])
         log.info("resumed from step %d", start_step)
     metrics_writer = MetricsWriter(out_dir, resume_step=start_step, tensorboard=cfg.tensorboard,
-                                   wandb_project=cfg.wandb_project or None, run_config=dataclasses.asdict(cfg))
+                                   wandb_project=cfg.wandb_project or None, run_config=dataclasses.asdict(cfg),
+                                   is_main=main_process)
 
     live = {"state": state}
+    from coderl_jax.parallel import BATCH_AXES
+
     sampler = Sampler(model_cfg, lambda: live["state"].params, tokenizer, max_cache_len=length,
-                      cache_dtype=r.cache_dtype)
+                      cache_dtype=r.cache_dtype, mesh=mesh, data_axes=BATCH_AXES,
+                      **({"buckets": r.prompt_buckets} if r.prompt_buckets else {}))
     tracer = make_tracer(cfg)
     ctx = StepContext(cfg=cfg, live=live, data_iter=data_iter, tokenizer=tokenizer, sampler=sampler,
                       reward_fn=get_reward(cfg.tracer.reward), tracer=tracer, step_fn=step_fn, stats_fn=stats_fn,
-                      ref_params=ref_params, length=length, align=align)
+                      ref_params=ref_params, length=length, align=align, batch_sharding=batch_sharding,
+                      out_dir=out_dir)
     eval_items = []
     if cfg.eval.every and cfg.data.eval_path:
         from coderl_jax.eval import load_benchmark
@@ -186,12 +221,20 @@ def train(cfg: TrainConfig) -> dict:
     probe_records = load_probe(cfg, tracer, align) if cfg.eval.every and cfg.alignment.probe_path else []
 
     bar = None
-    if cfg.progress:
+    if cfg.progress and main_process:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start_step, desc="coderl train", dynamic_ncols=True)
     last, skipped_in_a_row = {}, 0
     try:
+        if start_step == 0 and cfg.eval.every and cfg.eval.at_start and cfg.steps:
+            # step 0: the starting policy on the same evaluation, the baseline every curve starts from
+            t0 = time.perf_counter()
+            m0 = evaluate(sampler, eval_items, tokenizer, cfg, tracer, 0, out_dir) if eval_items else {}
+            if probe_records:
+                m0.update(probe(ctx, probe_records, 0))
+            m0["time/eval_s"] = time.perf_counter() - t0
+            metrics_writer.write(0, m0)
         for step in range(start_step + 1, cfg.steps + 1):
             t_step = time.perf_counter()
             m = _train_one_step(step, ctx)
@@ -203,13 +246,13 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.steps):
                 t0 = time.perf_counter()
                 if eval_items:
-                    m.update(evaluate(sampler, eval_items, tokenizer, cfg, tracer, step))
+                    m.update(evaluate(sampler, eval_items, tokenizer, cfg, tracer, step, out_dir))
                 if probe_records:
                     m.update(probe(ctx, probe_records, step))
                 m["time/eval_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             ckpt.save(step, params=live["state"].params, opt_state=live["state"].opt_state,
-                      rng=jax.random.key(cfg.seed), data_state=data_iter.get_state(),
+                      rng=jax.random.key(cfg.seed), data_state=gathered_data_state(data_iter),
                       alignment_state=align.state() if align.enabled else None,
                       extra={"updates": int(live["state"].step)}, force=step == cfg.steps)
             m["time/checkpoint_s"] = time.perf_counter() - t0
@@ -246,15 +289,70 @@ class StepContext:
     ref_params: object
     length: int
     align: AlignmentTask
+    batch_sharding: object = None  # rows over the mesh's batch axes; None on a single device
+    out_dir: Path | None = None  # this process's files
 
     def draw(self, n: int) -> list:
-        return [next(self.data_iter) for _ in range(n)]
+        """n problems, the same on every process: each process reads its share from its own data
+        shard and the shares are gathered and interleaved (with H hosts each reading records
+        h, h+H, ... of an unshuffled dataset, the global order is the dataset's)."""
+        if jax.process_count() == 1:
+            return [next(self.data_iter) for _ in range(n)]
+        mine = [next(self.data_iter) for _ in range(split_counts(n, jax.process_count())[jax.process_index()])]
+        return interleave(gather_objects(mine))
 
     def encode(self, prompts) -> list[list[int]]:
         return encode_prompts(prompts, self.tokenizer, self.cfg)
 
     def device_batch(self, batch: dict) -> dict:
-        return {k: jnp.asarray(batch[k]) for k in BATCH_FIELDS}
+        """The host batch (the same on every process) on the devices: on a mesh, rows split over
+        the batch axes, each process copying only its devices' rows."""
+        fields = [k for k in BATCH_FIELDS if k in batch]
+        if self.batch_sharding is None:
+            return {k: jnp.asarray(batch[k]) for k in fields}
+        shards = _batch_shards(self.batch_sharding)
+        if len(batch["tokens"]) % shards:
+            raise ValueError(f"a batch of {len(batch['tokens'])} rows does not split over the {shards} "
+                             f"data-parallel devices of the mesh")
+        return {k: place(batch[k], self.batch_sharding) for k in fields}
+
+    def logprobs(self, params, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(logprobs, entropy) [B, L] as host arrays; on a mesh the rows are padded to a multiple of
+        the data-parallel devices and the padding dropped again."""
+        rows = len(batch["tokens"])
+        shards = 1 if self.batch_sharding is None else _batch_shards(self.batch_sharding)
+        if rows % shards:
+            extra = shards - rows % shards
+            batch = {k: np.concatenate([v, np.repeat(v[:1], extra, axis=0)]) for k, v in batch.items()}
+        lp, ent = self.stats_fn(params, self.device_batch(batch))
+        return to_host(lp)[:rows], to_host(ent)[:rows]
+
+
+def _batch_shards(sharding) -> int:
+    from coderl_jax.parallel import BATCH_AXES
+
+    return int(np.prod([sharding.mesh.shape[a] for a in BATCH_AXES]))
+
+
+def gathered_data_state(data_iter):
+    """The data position to checkpoint: the iterator's state, or with several processes every
+    process's state (a list indexed by process) so that each host resumes its own shard."""
+    if jax.process_count() == 1:
+        return data_iter.get_state()
+    return {"per_process": gather_objects(data_iter.get_state())}
+
+
+def host_data_state(saved, where) -> dict:
+    if isinstance(saved, dict) and "per_process" in saved:
+        states = saved["per_process"]
+        if len(states) != jax.process_count():
+            raise ValueError(f"{where}: the checkpoint was written by {len(states)} processes, this job has "
+                             f"{jax.process_count()}; resume with the same number of hosts")
+        return states[jax.process_index()]
+    if jax.process_count() > 1:
+        raise ValueError(f"{where}: the checkpoint holds one data position, this job has {jax.process_count()} "
+                         "processes; resume with one host")
+    return saved
 
 
 def _sample(ctx: StepContext, prompt_ids, seed: int):
@@ -272,15 +370,15 @@ def _sample(ctx: StepContext, prompt_ids, seed: int):
     return groups, time.perf_counter() - t0
 
 
-def _score(ctx: StepContext, params, dev: dict):
-    """(logprobs, entropy) of a rollout batch, scored one micro-batch of rows at a time (the rows
-    of one update micro-batch: the activations `coderl plan` budgets for)."""
-    rows = len(dev["tokens"])
+def _score(ctx: StepContext, params, batch: dict):
+    """(logprobs, entropy) of a rollout batch as host arrays, scored one micro-batch of rows at a
+    time (the rows of one update micro-batch: the activations `coderl plan` budgets for)."""
+    rows = len(batch["tokens"])
     per_call = max(rows // (ctx.cfg.updates_per_step * ctx.cfg.micro_batches), 1)
     if per_call >= rows:
-        return ctx.stats_fn(params, dev)
-    parts = [ctx.stats_fn(params, {k: v[i:i + per_call] for k, v in dev.items()}) for i in range(0, rows, per_call)]
-    return tuple(jnp.concatenate(xs, axis=0) for xs in zip(*parts))
+        return ctx.logprobs(params, batch)
+    parts = [ctx.logprobs(params, {k: v[i:i + per_call] for k, v in batch.items()}) for i in range(0, rows, per_call)]
+    return tuple(np.concatenate(xs, axis=0) for xs in zip(*parts))
 
 
 def _code_rewards(ctx: StepContext, problems, completions):
@@ -362,13 +460,13 @@ def _train_one_step(step: int, ctx: StepContext) -> dict:
                           advantages=advantages, token_advantages=token_adv, response_loss_mask=trained)
     # [6] update: trainer's old / reference log-probs, then `updates_per_step` jitted steps
     t0 = time.perf_counter()
-    dev = ctx.device_batch(batch)
-    old, entropy = _score(ctx, ctx.live["state"].params, dev)
-    dev["old_logprobs"] = old
+    host = {k: batch[k] for k in BATCH_FIELDS if k in batch}
+    old, entropy = _score(ctx, ctx.live["state"].params, host)
+    host["old_logprobs"] = old
     if ctx.ref_params is not None:
-        dev["ref_logprobs"] = _score(ctx, ctx.ref_params, dev)[0]
+        host["ref_logprobs"] = _score(ctx, ctx.ref_params, host)[0]
     mask = batch["loss_mask"]
-    sampler_diff = float(np.abs(np.asarray(old) - batch["sampler_logprobs"])[mask].mean()) if mask.any() else 0.0
+    sampler_diff = float(np.abs(old - batch["sampler_logprobs"])[mask].mean()) if mask.any() else 0.0
     rows = len(completions)
     per_update = rows // cfg.updates_per_step
     order = np.random.RandomState(_step_seed(cfg.seed, step, 99)).permutation(rows)
@@ -377,7 +475,7 @@ def _train_one_step(step: int, ctx: StepContext) -> dict:
         idx = order[u * per_update:(u + 1) * per_update]
         if not mask[idx].any():  # nothing to train in this mini-batch (alignment-only, buffer empty)
             continue
-        mini = {k: v[idx] for k, v in dev.items()}
+        mini = ctx.device_batch({k: v[idx] for k, v in host.items()})
         new_state, um = ctx.step_fn(ctx.live["state"], mini, jax.random.key(step))
         ctx.live["state"] = new_state
         update_metrics.append(jax.device_get(um))
@@ -447,7 +545,7 @@ def _likelihood_rewards(ctx: StepContext, align_ids, align_c, scored) -> np.ndar
     g = ctx.cfg.rollout.group_size
     responses, masks = ctx.align.teacher_forced_rows(scored, align_c)
     params = ctx.live["state"].params
-    return ctx.align.likelihood(lambda b: ctx.stats_fn(params, ctx.device_batch(b))[0],
+    return ctx.align.likelihood(lambda b: ctx.logprobs(params, b)[0],
                                 [p for p in align_ids for _ in range(g)], responses, masks)
 
 
@@ -455,7 +553,7 @@ def _likelihood_rewards(ctx: StepContext, align_ids, align_c, scored) -> np.ndar
 # evaluation (the same sampler and reward as training; the eval module reuses this contract)
 
 
-def evaluate(sampler, items, tokenizer, cfg: TrainConfig, tracer, step: int) -> dict:
+def evaluate(sampler, items, tokenizer, cfg: TrainConfig, tracer, step: int, out_dir: Path | None = None) -> dict:
     """Periodic evaluation through `coderl_jax.eval` (the same code as `coderl eval`): pass@1 on the
     held-out problems, written under `<out_dir>/eval/step_<step>/` (resumable)."""
     from coderl_jax.eval import SamplerGenerator, evaluate as eval_benchmark, settings_for
@@ -467,6 +565,7 @@ def evaluate(sampler, items, tokenizer, cfg: TrainConfig, tracer, step: int) -> 
                             system=cfg.data.system_prompt, stop=tuple(cfg.rollout.stop), timeout_s=cfg.tracer.timeout_s,
                             batch_size=max(len(items), 1))
     generator = SamplerGenerator(sampler, tokenizer, identity={"run": str(Path(cfg.out_dir).absolute())})
-    summary = eval_benchmark("problems", items, generator, tracer, Path(cfg.out_dir) / "eval" / f"step_{step}",
+    out_dir = Path(cfg.out_dir) if out_dir is None else out_dir
+    summary = eval_benchmark("problems", items, generator, tracer, out_dir / "eval" / f"step_{step}",
                              settings, data_path=cfg.data.eval_path, progress=False)
     return {"eval/pass@1": float(summary["pass@1"]), "eval/problems": len(items)}

@@ -154,6 +154,15 @@ def test_bucketing_reuses_the_compilation(qwen2):
     assert len(c.token_ids) == 8
     sampler.generate([[1] * 20], sp)  # the next bucket compiles once
     assert S.TRACE_COUNTS["generate_tokens"] == before + 1
+    # past the last bucket that fits (32 + 8 <= 48): every length up to the cache's limit shares
+    # the one shape max_cache_len - max_new_tokens (40), not one compile per length
+    small = Sampler(cfg, params, max_cache_len=48, buckets=(16, 32, 64), chunk=16, unroll=2)
+    small.generate([[1] * 33], sp)
+    before = S.TRACE_COUNTS["generate_tokens"]
+    (c,), = small.generate([[2] * 39], sp)
+    small.generate([[3] * 36], sp)
+    assert S.TRACE_COUNTS["generate_tokens"] == before
+    assert c.token_ids == sampler.generate([[2] * 39], sp)[0][0].token_ids  # the padding changes nothing
 
 
 def test_params_are_an_argument(qwen2):

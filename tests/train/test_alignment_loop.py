@@ -92,7 +92,10 @@ def test_alignment_run_fills_buffer_trains_both_tasks_and_resumes(tmp_path, monk
     monkeypatch.setattr(Sampler, "generate", scripted_generate)
 
     train(make_config(tmp_path, "full", 4))
-    full = metrics(tmp_path / "full")
+    start, *full = metrics(tmp_path / "full")
+    # step 0: the starting policy evaluated before any update (the baseline of every curve)
+    assert start["step"] == 0 and start["eval/pass@1"] == pytest.approx(0.1) and start["probe/records"] == 2
+    assert not any(k.startswith(("reward/", "actor/")) for k in start)
     assert [m["step"] for m in full] == [1, 2, 3, 4]
     first = full[0]
     # step 1: code only (the buffer is empty); its failed rollouts are harvested
@@ -119,7 +122,7 @@ def test_alignment_run_fills_buffer_trains_both_tasks_and_resumes(tmp_path, monk
     # stop after step 2, resume to step 4: the same metrics as the uninterrupted run
     train(make_config(tmp_path, "split", 2))
     train(make_config(tmp_path, "split", 4))
-    split = metrics(tmp_path / "split")
+    split = metrics(tmp_path / "split")[1:]
     assert [m["step"] for m in split] == [1, 2, 3, 4]
     for a, b in zip(full, split):
         assert a.keys() == b.keys()

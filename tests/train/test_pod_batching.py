@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import types
 
-import jax.numpy as jnp
 import numpy as np
 
 from coderl_jax.train import loop
@@ -16,19 +15,19 @@ from coderl_jax.train.config import RolloutConfig, TrainConfig
 def test_scoring_runs_one_micro_batch_of_rows_at_a_time():
     calls = []
 
-    def stats_fn(params, batch):
+    def logprobs(params, batch):
         calls.append(len(batch["tokens"]))
         return batch["tokens"] * 1.0, batch["tokens"] * 2.0
 
-    ctx = types.SimpleNamespace(cfg=TrainConfig(updates_per_step=2, micro_batches=2), stats_fn=stats_fn)
+    ctx = types.SimpleNamespace(cfg=TrainConfig(updates_per_step=2, micro_batches=2), logprobs=logprobs)
     tokens = np.arange(16).reshape(8, 2)
-    logp, entropy = loop._score(ctx, None, {"tokens": jnp.asarray(tokens)})
+    logp, entropy = loop._score(ctx, None, {"tokens": tokens})
     assert calls == [2, 2, 2, 2]
     np.testing.assert_array_equal(logp, tokens)
     np.testing.assert_array_equal(entropy, 2 * tokens)
     calls.clear()
     ctx.cfg = TrainConfig()  # one update, one micro-batch: a single call, as before
-    loop._score(ctx, None, {"tokens": jnp.asarray(tokens)})
+    loop._score(ctx, None, {"tokens": tokens})
     assert calls == [8]
 
 
