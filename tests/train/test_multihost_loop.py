@@ -37,7 +37,8 @@ def _start(out_dir: Path, suite: dict, *, process_id: int, num_processes: int, d
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
            # each host prepares its own copy of the dataset, as on a pod (no shared disk needed)
-           "CODERL_DATA_DIR": str(out_dir.parent / f"{out_dir.name}_data{process_id}")}
+           "CODERL_DATA_DIR": str(out_dir.parent / f"{out_dir.name}_data{process_id}"),
+           "CODERL_COMPILE_CACHE": "0"}  # hermetic: nothing compiled comes from earlier runs
     for key in ("JAX_COORDINATOR_ADDRESS", "CODERL_NUM_PROCESSES", "CODERL_PROCESS_ID", "CODERL_DISTRIBUTED"):
         env.pop(key, None)
     if num_processes > 1:
