@@ -4,6 +4,7 @@ Layout under `<out_dir>/checkpoints/` (or `checkpoint_dir`: a local directory or
 on a multi-host job every process writes its own shards of the arrays and process 0 the rest):
 
     model_config.json        the policy's config (Hugging Face form), written once
+    tokenizer files          the policy's tokenizer (tokenizer.json, ...), written once
     <step>/params/           parameters (orbax StandardSave; sharded arrays saved per shard)
     <step>/opt_state/        optimizer state
     <step>/meta/             JSON: step, rng key data, data-iterator state (one per process on a
@@ -52,6 +53,20 @@ class Checkpointer:
             tmp = path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(hf_config, indent=2) + "\n")
             tmp.replace(path)
+
+    def write_tokenizer(self, tokenizer) -> None:
+        """The tokenizer's files beside the steps, so that a checkpoint alone is a model that
+        `coderl eval --model`, `coderl export` and `coderl ablate` can load (they look for tokenizer
+        files in a step directory and its parents)."""
+        if jax.process_index() != 0:
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer.save_pretrained(tmp)
+            for f in sorted(Path(tmp).iterdir()):
+                if f.is_file():
+                    (self.directory / f.name).write_bytes(f.read_bytes())
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()

@@ -188,6 +188,7 @@ def train(cfg: TrainConfig) -> dict:
     ckpt = Checkpointer(cfg.checkpoint_dir or Path(cfg.out_dir) / "checkpoints", keep=cfg.keep_checkpoints,
                         every=cfg.checkpoint_every, async_save=cfg.async_checkpointing)
     ckpt.write_model_config(model_cfg.to_hf())
+    ckpt.write_tokenizer(tokenizer)
     start_step = 0
     if ckpt.latest_step() is not None:
         restored = ckpt.restore(params_like=state.params, opt_state_like=state.opt_state)

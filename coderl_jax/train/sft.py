@@ -7,6 +7,10 @@ Two kinds of examples, mixed in every batch at a fixed ratio (`code_fraction`):
     align  the alignment prompt of the reference solution traced in the sandbox on one of the
            problem's test inputs -> ALIGN_REASONING + "\\n" + the true answer line
            (alignment/prompts.answer_line)
+    (also in the align slot, opt-in) test-output prediction: the problem statement and one of its
+           stdio test inputs, no program (alignment/prompts.test_output_prompt) ->
+           TEST_OUTPUT_REASONING + "\\n" + {"final_output": <the expected output>, "variables": {}}
+           (the format the ablation's test-output accuracy reads)
 
 Prompts are rendered with the tokenizer's chat template (as the RL loop renders them); every
 response ends with `<|im_end|>`, an EOS id of the saved model, so sampling stops after the answer.
@@ -41,6 +45,7 @@ log = logging.getLogger("coderl_jax.sft")
 
 CODE_LEAD_IN = "Here is a Python program that reads the input and prints the answer.\n"
 ALIGN_REASONING = "Running the program on this input step by step gives the following final state."
+TEST_OUTPUT_REASONING = "A correct program reads this input and prints the following."
 END_TOKEN = "<|im_end|>"
 BATCH_KEYS = ("tokens", "positions", "attn_mask", "loss_mask")
 KINDS = ("code", "align")
@@ -146,6 +151,26 @@ def alignment_records(tracer, problems: Sequence, *, k: int = 3, targets: str = 
     records, counts = harvest(tracer, views, responses, [0.0] * len(views), k=k, targets=targets,
                               rng=np.random.default_rng(seed), timeout_s=timeout_s)
     return records, counts
+
+
+def test_output_examples(problems: Sequence, *, inputs_per_problem: int = 1) -> list[SFTExample]:
+    """Test-output prediction examples from stdio problems' own tests (no program is run): for up
+    to `inputs_per_problem` of each problem's test cases, the statement and the input -> the
+    expected output as the answer line. They share the alignment slot of each batch."""
+    import json
+
+    from coderl_jax.alignment.prompts import test_output_prompt
+
+    out = []
+    for p in problems:
+        tests = p.tests or {}
+        if tests.get("style") != "stdio":
+            continue
+        for stdin, expected in list(zip(tests.get("inputs") or [], tests.get("outputs") or []))[:inputs_per_problem]:
+            answer = json.dumps({"final_output": expected.rstrip("\n"), "variables": {}}, ensure_ascii=False)
+            out.append(SFTExample("align", str(p.id), test_output_prompt(prompt_text(p), stdin),
+                                  f"{TEST_OUTPUT_REASONING}\n{answer}"))
+    return out
 
 
 def align_examples(records: Sequence) -> list[SFTExample]:

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--align-inputs", type=int, default=1,
                    help="test inputs per problem traced into alignment examples (default 1)")
     g.add_argument("--align-k", type=int, default=3, help="target variables per alignment example (default 3)")
+    g.add_argument("--test-output-inputs", type=int, default=0,
+                   help="test-output prediction examples per training problem, in the alignment slot "
+                        "(statement + input -> expected output; default 0: none)")
     g = parser.add_argument_group("model")
     g.add_argument("--vocab-size", type=int, default=1024,
                    help="byte-level BPE vocabulary learnt from the training examples; 0: the plain byte tokenizer")
@@ -110,7 +113,7 @@ def _check_args(args) -> str | None:
         return f"--heads={args.heads} must be a multiple of --kv-heads={args.kv_heads}"
     if args.vocab_size and args.vocab_size < 260:
         return f"--vocab-size={args.vocab_size} must be 0 (byte tokenizer) or >= 260"
-    for flag in ("align_inputs", "eval_max", "eval_train", "eval_align", "eval_every"):
+    for flag in ("align_inputs", "test_output_inputs", "eval_max", "eval_train", "eval_align", "eval_every"):
         if getattr(args, flag) < 0:
             return f"--{flag.replace('_', '-')}={getattr(args, flag)} must be >= 0"
     if args.eval_every and (args.eval_every % args.log_every or args.no_eval):
@@ -281,6 +284,9 @@ def main(args) -> int:
         heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
             pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1)[0]
         align = sft.align_examples(records)
+        test_output = sft.test_output_examples(train, inputs_per_problem=args.test_output_inputs) \
+            if args.test_output_inputs and args.code_fraction < 1.0 else []
+        align += test_output
         if not align and args.code_fraction < 1.0:
             log.warning("no alignment examples (harvest counts %s): training on code only", harvest_counts)
         tokenizer = build_tokenizer(code + align, args.vocab_size)
@@ -288,7 +294,7 @@ def main(args) -> int:
         lengths = enc.lengths()
         data_info = {"train_problems": len(train), "heldout_problems": len(heldout), "code_examples": len(code),
                      "without_solution": len(train) - len(code),
-                     "align_examples": len(align), "dropped_too_long": enc.dropped, "harvest": harvest_counts,
+                     "align_examples": len(align), "test_output_examples": len(test_output), "dropped_too_long": enc.dropped, "harvest": harvest_counts,
                      "vocab_size": len(tokenizer), "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0,
                      "max_tokens": int(lengths.max()) if len(lengths) else 0, "source": source}
         print("data: " + json.dumps(data_info), flush=True)

@@ -115,6 +115,18 @@ def test_alignment_run_fills_buffer_trains_both_tasks_and_resumes(tmp_path, monk
     summary = json.loads((tmp_path / "full" / "eval" / "step_4" / "problems" / "summary.json").read_text())
     assert summary["pass@1"] == pytest.approx(0.1)
 
+    # a checkpoint alone is a loadable model: its tokenizer is beside the steps (what `coderl ablate`
+    # and `coderl eval --model <checkpoints>` need)
+    from coderl_jax.eval import load_model
+
+    from transformers import AutoTokenizer
+
+    from coderl_jax.models.tiny import default_model_dir
+
+    generator = load_model(tmp_path / "full" / "checkpoints")
+    reference = AutoTokenizer.from_pretrained(str(default_model_dir()))
+    text = "x = 3\nprint(x)  # é"
+    assert generator.tokenizer.encode(text) == reference.encode(text) and len(generator.tokenizer) == len(reference)
     # the buffer is in the checkpoint
     meta = json.loads((tmp_path / "full" / "checkpoints" / "4" / "meta" / "metadata").read_text())
     assert len(meta["alignment"]["records"]) == full[-1]["align/buffer_size"]

@@ -86,6 +86,28 @@ def test_alignment_examples_from_traced_reference_solutions(pool):
         assert score_answer(r, parse_answer(ex.response)).exact  # the response is the true answer
 
 
+def test_test_output_examples_answer_what_the_ablation_scores():
+    """Statement + input -> the expected output: the prompt is the one the ablation's test-output
+    accuracy sends, and the response's answer line is scored right by the same parser and comparison."""
+    from coderl_jax.alignment.answers import parse_answer
+    from coderl_jax.alignment.prompts import test_output_prompt
+    from coderl_jax.alignment.reasoning import _statement
+    from tracer.compare import lenient_equal
+
+    problems = fixture_problems() + [Problem("calls", "Write f.", {"style": "call", "fn_name": "f",
+                                                                   "inputs": [[1]], "outputs": [2]})]
+    examples = sft.test_output_examples(problems, inputs_per_problem=2)
+    assert len(examples) == 8  # 4 stdio problems x 2 inputs; the call-style problem has no stdin
+    for ex in examples:
+        p = next(q for q in problems if q.id == ex.source)
+        i = next(i for i, x in enumerate(p.tests["inputs"]) if ex.prompt == test_output_prompt(_statement(p), x))
+        assert ex.kind == "align" and "Program:" not in ex.prompt
+        answer = parse_answer(ex.response)
+        assert answer is not None and answer.variables == {}
+        assert lenient_equal(answer.final_output, p.tests["outputs"][i].rstrip("\n"))
+    assert len(sft.test_output_examples(problems, inputs_per_problem=1)) == 4
+
+
 def test_tokenizer_round_trips_and_has_the_chat_template(tokenizer):
     for text in ["def f(x):\n    return x * 2\n", "héllo ✓ \t\n  spaces  ", "<|im_end|> after", ""]:
         assert tokenizer.decode(tokenizer.encode(text), skip_special_tokens=False) == text
@@ -228,6 +250,7 @@ def test_cli_trains_saves_and_loads(tmp_path, capsys):
     (["--code-fraction", "1.5"], "--code-fraction=1.5 must be in [0, 1]"),
     (["--hidden", "30", "--heads", "4"], "--hidden=30 must be divisible by --heads=4"),
     (["--vocab-size", "100"], "--vocab-size=100 must be 0 (byte tokenizer) or >= 260"),
+    (["--test-output-inputs", "-1"], "--test-output-inputs=-1 must be >= 0"),
     (["--train", "/nonexistent/train.jsonl"], "--train /nonexistent/train.jsonl: no such file"),
 ])
 def test_cli_argument_errors_are_clear(tmp_path, capsys, extra, message):
