@@ -53,6 +53,17 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}" if abs(x) < 1000 else f"{x:.0f}"
 
 
+SMOOTH = 5  # steps in the moving average drawn over long per-step series
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Means of each run of `window` consecutive values (len(values) - window + 1 of them)."""
+    csum = [0.0]
+    for v in values:
+        csum.append(csum[-1] + v)
+    return [(csum[i + window] - csum[i]) / window for i in range(len(values) - window + 1)]
+
+
 def summary_table(rows: list[dict]) -> str:
     """Markdown: per metric its first and last value (with steps), best and mean of the last quarter."""
     lines = ["| metric | first (step) | last (step) | best | mean, last 25% of points |", "|---|---|---|---|---|"]
@@ -84,7 +95,12 @@ def save_plots(rows: list[dict], out_dir: str | Path) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
         for key, steps, values in drawn:
-            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=key)
+            if len(steps) >= 2 * SMOOTH:  # a noisy per-step series: faint raw line + moving average
+                line, = ax.plot(steps, values, alpha=0.3, linewidth=1)
+                ax.plot(steps[SMOOTH - 1:], moving_average(values, SMOOTH), color=line.get_color(),
+                        label=f"{key} ({SMOOTH}-step mean)")
+            else:
+                ax.plot(steps, values, marker="o", markersize=3, label=key)
         ax.set_xlabel("step")
         ax.set_title(title)
         ax.grid(alpha=0.3)

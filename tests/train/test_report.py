@@ -38,3 +38,14 @@ def test_bad_metrics_line_is_located(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
         read_metrics(tmp_path)
+
+
+def test_moving_average_against_numpy():
+    import numpy as np
+
+    from coderl_jax.train.report import moving_average
+
+    values = list(np.random.RandomState(0).rand(23))
+    expected = np.convolve(values, np.ones(5) / 5, mode="valid")
+    np.testing.assert_allclose(moving_average(values, 5), expected, rtol=1e-12)
+    assert moving_average([1.0, 2.0], 5) == []
