@@ -261,8 +261,9 @@ def train(cfg: TrainConfig) -> dict:
             last = metrics_writer.write(step, m)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(reward=f"{m['reward/mean']:.3f}", loss=f"{m['actor/loss']:.4f}",
-                                kl=f"{m['actor/kl_loss']:.4f}", len=f"{m['response/length_mean']:.0f}")
+                nan = float("nan")  # a step without an update (alignment-only step 1) has no actor/ metrics
+                bar.set_postfix(reward=f"{m['reward/mean']:.3f}", loss=f"{m.get('actor/loss', nan):.4f}",
+                                kl=f"{m.get('actor/kl_loss', nan):.4f}", len=f"{m['response/length_mean']:.0f}")
         ckpt.wait()
     finally:
         if bar is not None:
