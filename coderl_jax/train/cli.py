@@ -41,6 +41,10 @@ def main(args) -> int:
     from coderl_jax.train.loop import train
 
     last = train(cfg)
+    import jax
+
+    if jax.process_index() != 0:  # process 0 owns the run's files: the report is its job
+        return 0
     if last:
         from coderl_jax.train.report import report
 

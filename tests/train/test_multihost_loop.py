@@ -101,6 +101,7 @@ def test_two_processes_train_like_one(tmp_path):
     # process 0 writes the run's files; process 1 writes none of them
     assert not (tmp_path / "multi" / "process_1" / "metrics.jsonl").exists()
     assert not (tmp_path / "multi" / "process_1" / "config.json").exists()
+    assert (tmp_path / "multi" / "plots" / "reward.png").exists()  # the end-of-run report, by process 0 only
     # the checkpoint holds each process's position in its own data shard
     meta = next((tmp_path / "multi" / "checkpoints" / "2" / "meta").glob("*"))
     state = json.loads(meta.read_text())["data_state"]
