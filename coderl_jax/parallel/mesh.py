@@ -89,6 +89,11 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices=None) -> M
     return mesh
 
 
+def data_parallel_size(mesh: Mesh) -> int:
+    """How many ways the batch rows are split: the product of the BATCH_AXES sizes."""
+    return math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
 def single_device_mesh(device=None) -> Mesh:
     """A 1x1x1 mesh (for code that always wants a mesh)."""
     device = device or jax.devices()[0]

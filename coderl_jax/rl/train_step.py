@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -28,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from coderl_jax.models import sharding, transformer
 from coderl_jax.models.config import ModelConfig
-from coderl_jax.parallel import BATCH_AXES
+from coderl_jax.parallel import BATCH_AXES, data_parallel_size
 from coderl_jax.rl.kl import kl_penalty
 from coderl_jax.rl.logprobs import token_logprobs
 from coderl_jax.rl.policy_loss import loss_denominator, loss_numerator, masked_mean, policy_loss_per_token
@@ -252,13 +251,16 @@ def shard_state(state: TrainState, state_shardings: TrainState) -> TrainState:
 
 
 def shard_batch(batch: dict, batch_sharding: NamedSharding, num_micro: int = 1) -> dict:
-    """Put a host batch on the mesh; its rows (per micro-batch) must split evenly over the data axes."""
-    groups = math.prod(batch_sharding.mesh.shape[a] for a in BATCH_AXES)
+    """Put a host batch on the mesh; its rows (per micro-batch) must split evenly over the data axes.
+    Every process passes the same host batch and copies only its own devices' rows (multi-host safe)."""
+    from coderl_jax.parallel.hosts import place
+
+    groups = data_parallel_size(batch_sharding.mesh)
     rows = len(batch["tokens"])
     if rows % (groups * num_micro):
         raise ValueError(f"batch of {rows} sequences with {num_micro} micro-batch(es) does not split over the "
                          f"{groups} data-parallel groups of the mesh {dict(batch_sharding.mesh.shape)}")
-    return jax.device_put(batch, batch_sharding)
+    return {k: place(v, batch_sharding) for k, v in batch.items()}
 
 
 def make_sharded_train_step(model_cfg: ModelConfig, loss_cfg: LossConfig, optimizer: optax.GradientTransformation,

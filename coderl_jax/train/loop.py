@@ -22,13 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coderl_jax.parallel import data_parallel_size
 from coderl_jax.parallel.hosts import HostShardedTracer, gather_objects, interleave, place, split_counts, to_host
 from coderl_jax.rl import compute_advantages, zero_variance_fraction
 from coderl_jax.alignment.probe import load_probe, probe
 from coderl_jax.alignment.task import AlignmentTask, alignment_metrics
 from coderl_jax.rl.train_step import (
     BATCH_FIELDS, init_train_state, learning_rate_schedule, make_optimizer, make_sharded_train_step, make_train_step,
-    sequence_logprobs,
+    sequence_logprobs, shard_batch,
 )
 from coderl_jax.train.config import TrainConfig
 from coderl_jax.train.rewards import get_reward
@@ -212,8 +213,7 @@ def train(cfg: TrainConfig) -> dict:
     tracer = make_tracer(cfg)
     ctx = StepContext(cfg=cfg, live=live, data_iter=data_iter, tokenizer=tokenizer, sampler=sampler,
                       reward_fn=get_reward(cfg.tracer.reward), tracer=tracer, step_fn=step_fn, stats_fn=stats_fn,
-                      ref_params=ref_params, length=length, align=align, batch_sharding=batch_sharding,
-                      out_dir=out_dir)
+                      ref_params=ref_params, length=length, align=align, batch_sharding=batch_sharding)
     eval_items = []
     if cfg.eval.every and cfg.data.eval_path:
         from coderl_jax.eval import load_benchmark
@@ -228,14 +228,17 @@ def train(cfg: TrainConfig) -> dict:
         bar = tqdm(total=cfg.steps, initial=start_step, desc="coderl train", dynamic_ncols=True)
     last, skipped_in_a_row = {}, 0
     try:
+        def run_eval(step: int) -> dict:
+            t0 = time.perf_counter()
+            m = evaluate(sampler, eval_items, tokenizer, cfg, tracer, step, out_dir) if eval_items else {}
+            if probe_records:
+                m.update(probe(ctx, probe_records, step))
+            m["time/eval_s"] = time.perf_counter() - t0
+            return m
+
         if start_step == 0 and cfg.eval.every and cfg.eval.at_start and cfg.steps:
             # step 0: the starting policy on the same evaluation, the baseline every curve starts from
-            t0 = time.perf_counter()
-            m0 = evaluate(sampler, eval_items, tokenizer, cfg, tracer, 0, out_dir) if eval_items else {}
-            if probe_records:
-                m0.update(probe(ctx, probe_records, 0))
-            m0["time/eval_s"] = time.perf_counter() - t0
-            metrics_writer.write(0, m0)
+            metrics_writer.write(0, run_eval(0))
         for step in range(start_step + 1, cfg.steps + 1):
             t_step = time.perf_counter()
             m = _train_one_step(step, ctx)
@@ -245,12 +248,7 @@ def train(cfg: TrainConfig) -> dict:
                 raise TrainingStopped(f"step {step}: {skipped_in_a_row} consecutive non-finite updates; "
                                       f"the last good checkpoint is step {ckpt.latest_step()}")
             if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.steps):
-                t0 = time.perf_counter()
-                if eval_items:
-                    m.update(evaluate(sampler, eval_items, tokenizer, cfg, tracer, step, out_dir))
-                if probe_records:
-                    m.update(probe(ctx, probe_records, step))
-                m["time/eval_s"] = time.perf_counter() - t0
+                m.update(run_eval(step))
             t0 = time.perf_counter()
             ckpt.save(step, params=live["state"].params, opt_state=live["state"].opt_state,
                       rng=jax.random.key(cfg.seed), data_state=gathered_data_state(data_iter),
@@ -292,7 +290,6 @@ class StepContext:
     length: int
     align: AlignmentTask
     batch_sharding: object = None  # rows over the mesh's batch axes; None on a single device
-    out_dir: Path | None = None  # this process's files
 
     def draw(self, n: int) -> list:
         """n problems, the same on every process: each process reads its share from its own data
@@ -309,31 +306,21 @@ class StepContext:
     def device_batch(self, batch: dict) -> dict:
         """The host batch (the same on every process) on the devices: on a mesh, rows split over
         the batch axes, each process copying only its devices' rows."""
-        fields = [k for k in BATCH_FIELDS if k in batch]
+        fields = {k: batch[k] for k in BATCH_FIELDS if k in batch}
         if self.batch_sharding is None:
-            return {k: jnp.asarray(batch[k]) for k in fields}
-        shards = _batch_shards(self.batch_sharding)
-        if len(batch["tokens"]) % shards:
-            raise ValueError(f"a batch of {len(batch['tokens'])} rows does not split over the {shards} "
-                             f"data-parallel devices of the mesh")
-        return {k: place(batch[k], self.batch_sharding) for k in fields}
+            return {k: jnp.asarray(v) for k, v in fields.items()}
+        return shard_batch(fields, self.batch_sharding)
 
     def logprobs(self, params, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         """(logprobs, entropy) [B, L] as host arrays; on a mesh the rows are padded to a multiple of
         the data-parallel devices and the padding dropped again."""
         rows = len(batch["tokens"])
-        shards = 1 if self.batch_sharding is None else _batch_shards(self.batch_sharding)
+        shards = 1 if self.batch_sharding is None else data_parallel_size(self.batch_sharding.mesh)
         if rows % shards:
             extra = shards - rows % shards
             batch = {k: np.concatenate([v, np.repeat(v[:1], extra, axis=0)]) for k, v in batch.items()}
         lp, ent = self.stats_fn(params, self.device_batch(batch))
         return to_host(lp)[:rows], to_host(ent)[:rows]
-
-
-def _batch_shards(sharding) -> int:
-    from coderl_jax.parallel import BATCH_AXES
-
-    return int(np.prod([sharding.mesh.shape[a] for a in BATCH_AXES]))
 
 
 def gathered_data_state(data_iter):

@@ -170,7 +170,7 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
 
     from coderl_jax.models import sharding, transformer
     from coderl_jax.models.config import ModelConfig
-    from coderl_jax.parallel.mesh import BATCH_AXES, make_mesh
+    from coderl_jax.parallel.mesh import BATCH_AXES, data_parallel_size, make_mesh
     from coderl_jax.rl.train_step import (TrainState, make_optimizer, make_sharded_train_step,
                                           sequence_logprobs)
     from coderl_jax.sampling.sampler import DecodeSpec, cache_slots, generate_tokens
@@ -183,7 +183,7 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     if len(devices) != chips:
         raise PlanError(f"topology {topo_name}: libtpu gave {len(devices)} devices, expected {chips}")
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
-    groups = math.prod(mesh.shape[a] for a in BATCH_AXES)
+    groups = data_parallel_size(mesh)
     r = cfg.rollout
     rows = r.prompts_per_step * r.group_size
     mini_rows = rows // cfg.updates_per_step
