@@ -1,7 +1,7 @@
 """Packing rollouts into the fixed-shape arrays the train step expects.
 
 Packing layout (see rl/train_step.py): each row is `[left padding][prompt][response][right padding]`
-of static length L = max_prompt_len + max_new_tokens. Entry t of the per-token arrays is about
+of a given length L (the loop picks a bucketed L per segment). Entry t of the per-token arrays is about
 token t+1, so the response tokens r_0..r_{n-1} that start at column p are trained at columns
 p-1 .. p+n-2.
 """

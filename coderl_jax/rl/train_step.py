@@ -30,7 +30,7 @@ from coderl_jax.models.config import ModelConfig
 from coderl_jax.parallel import BATCH_AXES, data_parallel_size
 from coderl_jax.rl.kl import kl_penalty
 from coderl_jax.rl.logprobs import token_logprobs
-from coderl_jax.rl.policy_loss import loss_denominator, loss_numerator, masked_mean, policy_loss_per_token
+from coderl_jax.rl.policy_loss import loss_denominator, loss_numerator, policy_loss_per_token
 
 BATCH_FIELDS = ("tokens", "positions", "attn_mask", "loss_mask", "old_logprobs", "ref_logprobs", "advantages")
 
@@ -63,6 +63,7 @@ class LossConfig:
     # when a micro-batch's rows x vocab logits are at most this many, log-probs are taken in one
     # chunk (small vocabularies: no loop; see rl/logprobs.py)
     logprob_unchunked_elements: int = 2**25
+    norm_len: int = 0  # seq-mean-token-sum-norm's constant divisor (0 = the packed length; verl: the max response length)
     remat: bool = False  # recompute each decoder layer in the backward pass (less memory, ~1/3 more compute)
 
 
@@ -139,29 +140,42 @@ def _micro_loss(params, micro: dict, denominator, model_cfg: ModelConfig, loss_c
     return total, dict(pg_loss=pg_loss, kl_loss=kl, entropy=entropy, **token_sums)
 
 
-def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model_cfg: ModelConfig, loss_cfg: LossConfig,
-               optimizer: optax.GradientTransformation, num_micro: int = 1):
+def train_step(state: TrainState, batch: dict | tuple[dict, ...], rng: jax.Array, *, model_cfg: ModelConfig,
+               loss_cfg: LossConfig, optimizer: optax.GradientTransformation, num_micro: int = 1):
     """One optimizer update on a mini-batch; returns (new_state, metrics).
+
+    `batch` is one dict of [B, L] arrays, or a tuple of such dicts ("segments") whose shapes may
+    differ: rows of different lengths (short code rows, long alignment rows) each packed to their
+    own length. The segments form one mini-batch: one normaliser over all of them (token count,
+    sequence count), gradients summed, one optimizer update, so the result equals packing every row
+    to the longest length (tests/rl/test_train_step.py), with less padding to compute.
 
     A non-finite loss or gradient skips the update (parameters and optimizer state unchanged,
     `metrics["skipped"] = 1`) so the caller can report it and stop if it repeats.
     """
     del rng  # the loss is deterministic; kept in the signature for stochastic extensions
-    b = batch["tokens"].shape[0]
-    if b % num_micro:
-        raise ValueError(f"batch of {b} sequences does not split into {num_micro} micro-batches")
-    mask = batch["loss_mask"].astype(jnp.float32)
-    denominator = jnp.maximum(loss_denominator(mask, loss_cfg.agg), 1e-8)
-    num_tokens = jnp.maximum(jnp.sum(mask), 1.0)
+    segments = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    for seg in segments:
+        if seg["tokens"].shape[0] % num_micro:
+            raise ValueError(f"batch of {seg['tokens'].shape[0]} sequences does not split into {num_micro} "
+                             "micro-batches")
+    masks = [seg["loss_mask"].astype(jnp.float32) for seg in segments]
+    if loss_cfg.agg == "seq-mean-token-sum-norm":
+        denominator = jnp.asarray(float(loss_cfg.norm_len or max(m.shape[-1] for m in masks)), jnp.float32)
+    else:
+        denominator = sum(loss_denominator(m, loss_cfg.agg) for m in masks)
+    denominator = jnp.maximum(denominator, 1e-8)
+    token_count = sum(jnp.sum(m) for m in masks)
+    num_tokens = jnp.maximum(token_count, 1.0)
     grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
 
-    if num_micro == 1:
-        (loss, aux), grads = grad_fn(state.params, batch, denominator, model_cfg, loss_cfg)
-    else:
+    def segment_grads(seg):
+        if num_micro == 1:
+            return grad_fn(state.params, seg, denominator, model_cfg, loss_cfg)
         # micro-batch i holds rows i, i + num_micro, ...: with the batch split over devices in
         # contiguous blocks, every micro-batch then stays spread over all devices
-        micro = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(b // num_micro, num_micro, *x.shape[1:]), 1, 0),
-                             batch)
+        b = seg["tokens"].shape[0]
+        micro = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(b // num_micro, num_micro, *x.shape[1:]), 1, 0), seg)
 
         def accumulate(carry, micro_batch):
             grads_acc, loss_acc, aux_acc = carry
@@ -173,7 +187,13 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model_cfg: Mod
                                                    denominator, model_cfg, loss_cfg)[0][1])
         init = (jax.tree.map(jnp.zeros_like, state.params), jnp.zeros((), jnp.float32),
                 jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros_aux))
-        (grads, loss, aux), _ = jax.lax.scan(accumulate, init, micro)
+        (grads_s, loss_s, aux_s), _ = jax.lax.scan(accumulate, init, micro)
+        return (loss_s, aux_s), grads_s
+
+    (loss, aux), grads = segment_grads(segments[0])
+    for seg in segments[1:]:
+        (loss_s, aux_s), grads_s = segment_grads(seg)
+        loss, aux, grads = loss + loss_s, jax.tree.map(jnp.add, aux, aux_s), jax.tree.map(jnp.add, grads, grads_s)
 
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -184,12 +204,12 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model_cfg: Mod
                            opt_state=keep(new_opt_state, state.opt_state))
     metrics = {
         "loss": loss, "pg_loss": aux["pg_loss"], "kl_loss": aux["kl_loss"], "entropy_loss": aux["entropy"],
-        "grad_norm": grad_norm, "skipped": 1.0 - finite.astype(jnp.float32), "num_tokens": jnp.sum(mask),
+        "grad_norm": grad_norm, "skipped": 1.0 - finite.astype(jnp.float32), "num_tokens": token_count,
     }
     for key in ("clipfrac", "clipfrac_high", "clipfrac_low", "clipfrac_dual", "ppo_kl", "entropy_token_mean",
                 "logprob_diff_abs"):
         metrics[key] = aux[key] / num_tokens
-    metrics["advantage_mean"] = masked_mean(batch["advantages"], mask)
+    metrics["advantage_mean"] = sum(jnp.sum(seg["advantages"] * m) for seg, m in zip(segments, masks)) / num_tokens
     return new_state, metrics
 
 

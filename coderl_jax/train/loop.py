@@ -167,11 +167,14 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = make_optimizer(optim_cfg)
     lr_schedule = learning_rate_schedule(optim_cfg)  # the optimizer's own schedule, for logging
     batch_sharding = None
+    # rows are packed to varying lengths, so seq-mean-token-sum-norm divides by verl's constant:
+    # the longest response
+    loss_cfg = dataclasses.replace(cfg.loss, norm_len=cfg.loss.norm_len or r.max_new_tokens)
     if mesh is None:
-        step_fn = make_train_step(model_cfg, cfg.loss, optimizer, num_micro=cfg.micro_batches)
+        step_fn = make_train_step(model_cfg, loss_cfg, optimizer, num_micro=cfg.micro_batches)
         state = init_train_state(params, optimizer)
     else:
-        step_fn, state_sh, batch_sharding = make_sharded_train_step(model_cfg, cfg.loss, optimizer, mesh,
+        step_fn, state_sh, batch_sharding = make_sharded_train_step(model_cfg, loss_cfg, optimizer, mesh,
                                                                      num_micro=cfg.micro_batches)
         state = jax.jit(lambda p: init_train_state(p, optimizer), out_shardings=state_sh)(params)
     stats_fn = jax.jit(lambda p, b: sequence_logprobs(
@@ -311,6 +314,11 @@ class StepContext:
             return {k: jnp.asarray(v) for k, v in fields.items()}
         return shard_batch(fields, self.batch_sharding)
 
+    def row_multiple(self) -> int:
+        """Rows of an update mini-batch must be a multiple of this (data-parallel devices x micro-batches)."""
+        shards = 1 if self.batch_sharding is None else data_parallel_size(self.batch_sharding.mesh)
+        return shards * self.cfg.micro_batches
+
     def logprobs(self, params, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         """(logprobs, entropy) [B, L] as host arrays; on a mesh the rows are padded to a multiple of
         the data-parallel devices and the padding dropped again."""
@@ -444,35 +452,62 @@ def _train_one_step(step: int, ctx: StepContext) -> dict:
     if align.cfg.mode == "only":  # code rows are rolled out for the harvest but not trained
         trained = [np.full(len(c.token_ids), i >= len(code_c), bool) for i, c in enumerate(completions)]
     row_prompts = [p for p in prompt_ids for _ in range(g)]
-    batch = pack_rollouts(row_prompts, [c.token_ids for c in completions], length=ctx.length,
-                          pad_id=ctx.sampler.pad_id(), sampler_logprobs=[c.logprobs for c in completions],
-                          advantages=advantages, token_advantages=token_adv, response_loss_mask=trained)
+    rows = len(completions)
+    n_code_rows = len(code_c)
+    # code rows and alignment rows are packed apart, each to its own bucketed length (alignment
+    # prompts carry a whole program and are several times longer than code prompts): one
+    # mini-batch of two segments, normalised together (rl/train_step.py)
+    segments = []
+    for name, idx in (("code", np.arange(0, n_code_rows)), ("align", np.arange(n_code_rows, rows))):
+        if not len(idx):
+            continue
+        seg = pack_rollouts([row_prompts[i] for i in idx], [completions[i].token_ids for i in idx],
+                            length=_pack_length(row_prompts, completions, idx, ctx.length),
+                            pad_id=ctx.sampler.pad_id(), sampler_logprobs=[completions[i].logprobs for i in idx],
+                            advantages=advantages[idx],
+                            token_advantages=None if token_adv is None else [token_adv[i] for i in idx],
+                            response_loss_mask=None if trained is None else [trained[i] for i in idx])
+        segments.append((name, idx, seg))
     # [6] update: trainer's old / reference log-probs, then `updates_per_step` jitted steps
     t0 = time.perf_counter()
-    host = {k: batch[k] for k in BATCH_FIELDS if k in batch}
-    old, entropy = _score(ctx, ctx.live["state"].params, host)
-    host["old_logprobs"] = old
-    if ctx.ref_params is not None:
-        host["ref_logprobs"] = _score(ctx, ctx.ref_params, host)[0]
-    mask = batch["loss_mask"]
-    sampler_diff = float(np.abs(old - batch["sampler_logprobs"])[mask].mean()) if mask.any() else 0.0
-    rows = len(completions)
-    per_update = rows // cfg.updates_per_step
-    order = np.random.RandomState(_step_seed(cfg.seed, step, 99)).permutation(rows)
+    hosts, entropies = [], {}
+    diff_sum = diff_count = 0.0
+    for name, idx, seg in segments:
+        host = {k: seg[k] for k in BATCH_FIELDS if k in seg}
+        old, entropy = _score(ctx, ctx.live["state"].params, host)
+        host["old_logprobs"] = old
+        if ctx.ref_params is not None:
+            host["ref_logprobs"] = _score(ctx, ctx.ref_params, host)[0]
+        mask = seg["loss_mask"]
+        diff_sum += float(np.abs(old - seg["sampler_logprobs"])[mask].sum())
+        diff_count += float(mask.sum())
+        positions = _response_positions([row_prompts[i] for i in idx], [completions[i] for i in idx],
+                                        seg["tokens"].shape[1])
+        if positions.any():
+            entropies[f"entropy/{name}"] = float(np.asarray(entropy)[positions].mean())
+        hosts.append(host)
+    sampler_diff = diff_sum / diff_count if diff_count else 0.0
+    # every segment is split evenly over the mini-batches (a stratified shuffle of the rows)
+    orders = [np.random.RandomState(_step_seed(cfg.seed, step, 99 + i)).permutation(len(h["tokens"]))
+              for i, h in enumerate(hosts)]
     update_metrics = []
     for u in range(cfg.updates_per_step):
-        idx = order[u * per_update:(u + 1) * per_update]
-        if not mask[idx].any():  # nothing to train in this mini-batch (alignment-only, buffer empty)
+        parts = []
+        for host, order in zip(hosts, orders):
+            per_update = len(order) // cfg.updates_per_step
+            idx = order[u * per_update:(u + 1) * per_update]
+            if len(idx) and host["loss_mask"][idx].any():
+                parts.append(ctx.device_batch(_pad_rows({k: v[idx] for k, v in host.items()},
+                                                        ctx.row_multiple())))
+        if not parts:  # nothing to train in this mini-batch (alignment-only, buffer empty)
             continue
-        mini = ctx.device_batch({k: v[idx] for k, v in host.items()})
-        new_state, um = ctx.step_fn(ctx.live["state"], mini, jax.random.key(step))
+        new_state, um = ctx.step_fn(ctx.live["state"], tuple(parts), jax.random.key(step))
         ctx.live["state"] = new_state
         update_metrics.append(jax.device_get(um))
     t_update = time.perf_counter() - t0
+    trained_tokens = sum(int(h["attn_mask"].sum()) for h in hosts)
 
     lengths = np.array([len(c.token_ids) for c in completions])
-    ent = np.asarray(entropy)
-    n_code_rows = len(code_c)
     m.update({
         "reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
         "reward/pass_rate": code_pass, "reward/code/mean": float(code_r.mean()) if len(code_r) else 0.0,
@@ -488,17 +523,38 @@ def _train_one_step(step: int, ctx: StepContext) -> dict:
         "time/rollout_s": t_sample, "time/reward_s": t_reward, "time/harvest_s": t_harvest,
         "time/update_s": t_update,
         "perf/rollout_tokens_per_s": float(lengths.sum() / max(t_sample, 1e-9)),
-        "perf/update_tokens_per_s": float(batch["attn_mask"].sum() * 1.0 / max(t_update, 1e-9)),
+        "perf/update_tokens_per_s": float(trained_tokens / max(t_update, 1e-9)),
+        "perf/update_padded_frac": 1.0 - trained_tokens / max(sum(h["attn_mask"].size for h in hosts), 1),
     })
-    response_bl = _response_positions(row_prompts, completions, ctx.length)
-    for name, rows_slice in (("code", slice(0, n_code_rows)), ("align", slice(n_code_rows, rows))):
-        if response_bl[rows_slice].any():
-            m[f"entropy/{name}"] = float(ent[rows_slice][response_bl[rows_slice]].mean())
+    m.update(entropies)
     m.update(harvest_m)
     for status in sorted(set(statuses)):
         m[f"reward/status_{status}"] = float(np.mean([s == status for s in statuses]))
     m.update(_update_metrics(update_metrics))
     return m
+
+
+def _pack_length(row_prompts, completions, idx, cap: int) -> int:
+    """The packed length of some rows: the shortest power of two (from 128) that holds the longest
+    prompt plus the longest response, or `cap` (prompt limit + max new tokens). Few distinct
+    lengths: few compiled train steps."""
+    needed = max(len(row_prompts[i]) for i in idx) + max(len(completions[i].token_ids) for i in idx)
+    length = 128
+    while length < needed:
+        length *= 2
+    return min(length, cap)
+
+
+def _pad_rows(batch: dict, multiple: int) -> dict:
+    """Rows padded to a multiple of `multiple` (the data-parallel devices x micro-batches) with
+    copies of the first row that train nothing (loss mask off, advantage 0)."""
+    extra = -len(batch["tokens"]) % multiple
+    if not extra:
+        return batch
+    pad = {k: np.repeat(v[:1], extra, axis=0) for k, v in batch.items()}
+    pad["loss_mask"] = np.zeros_like(pad["loss_mask"])
+    pad["advantages"] = np.zeros_like(pad["advantages"])
+    return {k: np.concatenate([batch[k], pad[k]]) for k in batch}
 
 
 def _response_positions(row_prompts, completions, length: int) -> np.ndarray:

@@ -107,6 +107,38 @@ def test_gradient_accumulation_gives_the_same_update(setup, num_micro):
     assert max(moved) > 1e-4  # the update really changed the parameters
 
 
+def _right_pad(batch, length):
+    """The same rows in a longer array: right padding changes no causal log-prob."""
+    return {k: np.pad(v, ((0, 0), (0, length - v.shape[1]))) for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("agg,num_micro", [("token-mean", 1), ("seq-mean-token-mean", 2),
+                                           ("seq-mean-token-sum-norm", 1)])
+def test_segments_of_different_lengths_equal_one_padded_batch(setup, agg, num_micro):
+    # long rows [8, 12] and short rows [4, 7] as two segments of one mini-batch give the same loss,
+    # metrics and update as all 12 rows packed to length 12
+    import optax
+    params, long = setup
+    short = make_batch(seed=3, b=4, length=7, prompt=3)
+    short["old_logprobs"] = np.random.RandomState(4).normal(-4, 0.3, (4, 7)).astype(np.float32)
+    short["ref_logprobs"] = np.random.RandomState(5).normal(-4, 0.5, (4, 7)).astype(np.float32)
+    padded = {k: np.concatenate([long[k], _right_pad(short, 12)[k]]) for k in long}
+    opt = optax.sgd(1.0)
+    loss_cfg = LossConfig(kl_coef=0.05, agg=agg, norm_len=9)
+    step = make_train_step(CFG, loss_cfg, opt, num_micro=num_micro)
+    outs = [step(init_train_state(jax.tree.map(jnp.copy, params), opt), b, jax.random.key(0))
+            for b in (padded, (long, short))]
+    (one, m_one), (two, m_two) = outs
+    for key in ("loss", "pg_loss", "kl_loss", "clipfrac", "num_tokens", "advantage_mean", "entropy_token_mean"):
+        assert float(m_two[key]) == pytest.approx(float(m_one[key]), rel=1e-5, abs=1e-7), key
+    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), one.params, two.params))
+    assert max(diffs) < 1e-6
+    # and the short rows really count: without them the update differs
+    alone, _ = step(init_train_state(jax.tree.map(jnp.copy, params), opt), (long,), jax.random.key(0))
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), alone.params, two.params))
+    assert max(moved) > 1e-4
+
+
 def test_non_finite_loss_skips_the_update(setup):
     params, batch = setup
     bad = dict(batch, advantages=np.full_like(batch["advantages"], np.nan))

@@ -50,7 +50,8 @@ def scripted_generate(self, prompts, sp):
                 resp = "```python\nn = int(input())\nprint(2 * n)\n```"
             elif "final_output" in text:
                 k = int(rng.integers(0, 3))
-                resp = f'Counting lengths.\n{{"final_output": "{k}", "variables": {{"total": {k}}}}}'
+                # the reasoning varies with k too, so teacher-forced likelihood rewards differ in a group
+                resp = f'Counting lengths{"." * (k + 1)}\n{{"final_output": "{k}", "variables": {{"total": {k}}}}}'
             else:
                 resp = "Here it is.\n" + CODE.format(k=int(rng.integers(2, 50)))
             token_ids = tok.encode(resp, add_special_tokens=False)[: sp.max_new_tokens - 1] + [tok.eos_token_id]
@@ -168,4 +169,5 @@ def test_alignment_only_with_likelihood_reward(tmp_path, monkeypatch):
     assert first["actor/updates"] == 0 and first["align/prompts"] == 0 and first["harvest/harvested"] > 0
     assert second["actor/updates"] == 1 and second["align/prompts"] == 2
     assert second["reward/align/mean"] < 0 and second["time/likelihood_s"] > 0
-    assert np.isfinite(second["actor/loss"]) and second["actor/grad_norm"] > 0
+    assert second["advantage/std"] > 0  # the likelihood rewards differ within a group
+    assert np.isfinite(second["actor/loss"]) and second["actor/grad_norm"] > 1e-4
