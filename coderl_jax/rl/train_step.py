@@ -37,6 +37,7 @@ BATCH_FIELDS = ("tokens", "positions", "attn_mask", "loss_mask", "old_logprobs",
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
+    name: str = "adamw"  # adamw | sgd
     learning_rate: float = 1e-6
     schedule: str = "constant"  # constant | warmup_constant | cosine
     warmup_steps: int = 0
@@ -47,6 +48,7 @@ class OptimConfig:
     b2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0  # global norm; 0 disables
+    momentum: float = 0.0  # sgd only (heavy ball); 0 = plain gradient steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +90,24 @@ def learning_rate_schedule(cfg: OptimConfig) -> optax.Schedule:
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay, as torch's AdamW in verl) after global-norm clipping."""
-    adamw = optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                        weight_decay=cfg.weight_decay)
+    """Global-norm clipping, then AdamW (decoupled weight decay, as torch's AdamW in verl) or SGD
+    (decoupled weight decay, optional momentum).
+
+    Adam normalises every coordinate by its own gradient scale, so its first steps move each
+    parameter by about +-lr whatever its gradient: a policy gradient that only a few tokens carry
+    is nearly low-rank, and its sign is a low-rank matrix of large norm. SGD steps along the
+    gradient itself, in proportion to it (docs/training.md, "Optimizers")."""
+    schedule = learning_rate_schedule(cfg)
+    if cfg.name == "adamw":
+        opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    elif cfg.name == "sgd":
+        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay) if cfg.weight_decay else optax.identity(),
+                          optax.sgd(schedule, momentum=cfg.momentum or None))
+    else:
+        raise ValueError(f"optim.name={cfg.name!r}: expected adamw or sgd")
     if cfg.grad_clip and cfg.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)
-    return adamw
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+    return opt
 
 
 def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainState:

@@ -179,6 +179,29 @@ def test_schedules():
         learning_rate_schedule(OptimConfig(schedule="linear"))
 
 
+def test_sgd_steps_along_the_clipped_gradient_and_adam_by_its_sign():
+    rng = np.random.RandomState(0)
+    params = {"w": jnp.asarray(rng.normal(0, 1, (4, 3)), jnp.float32)}
+    grads = {"w": jnp.asarray(rng.normal(0, 1, (4, 3)) * np.array([1e-3, 1.0, 10.0]), jnp.float32)}
+    g = np.asarray(grads["w"], np.float64)
+    clipped = g * min(1.0, 2.0 / np.linalg.norm(g))
+    w = np.asarray(params["w"], np.float64)
+    sgd = make_optimizer(OptimConfig(name="sgd", learning_rate=0.1, weight_decay=0.01, grad_clip=2.0))
+    update, state = sgd.update(grads, sgd.init(params), params)
+    np.testing.assert_allclose(update["w"], -0.1 * (clipped + 0.01 * w), rtol=1e-5)
+    heavy = make_optimizer(OptimConfig(name="sgd", learning_rate=0.1, weight_decay=0.0, grad_clip=0, momentum=0.9))
+    state = heavy.init(params)
+    u1, state = heavy.update(grads, state, params)
+    u2, state = heavy.update(grads, state, params)
+    np.testing.assert_allclose(u2["w"], -0.1 * 1.9 * g, rtol=1e-5)  # velocity g, then 0.9 g + g
+    # Adam's first step moves every coordinate by about lr, however small its gradient
+    adam = make_optimizer(OptimConfig(learning_rate=0.1, weight_decay=0.0, grad_clip=0))
+    u, _ = adam.update(grads, adam.init(params), params)
+    np.testing.assert_allclose(np.abs(u["w"]), 0.1, rtol=1e-3)
+    with pytest.raises(ValueError, match="optim.name"):
+        make_optimizer(OptimConfig(name="lion"))
+
+
 def test_remat_gives_the_same_gradients(setup):
     params, batch = setup
     grads = []
