@@ -108,8 +108,6 @@ def load_model(model: str | Path, *, tokenizer_dir: str | Path | None = None, dt
                max_cache_len: int | None = None) -> SamplerGenerator:
     """A generator for a Hugging Face directory or a training checkpoint (a step directory, or a
     checkpoints root meaning its latest step), resolved as `coderl export` resolves --model."""
-    from transformers import AutoTokenizer
-
     from coderl_jax.models import checkpoint, hf_io
     from coderl_jax.sampling.sampler import Sampler
 
@@ -128,7 +126,7 @@ def load_model(model: str | Path, *, tokenizer_dir: str | Path | None = None, dt
     if tok_dir is None:
         raise hf_io.CheckpointError(f"{source}: no tokenizer files here or in the parent directories; "
                                     f"pass --tokenizer DIR")
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    tokenizer = hf_io.load_tokenizer(tok_dir)
     sampler = Sampler(cfg, params, tokenizer, max_cache_len=max_cache_len)
     identity: dict[str, Any] = {"model": str(source.absolute()), "dtype": dtype or "float32"}
     return SamplerGenerator(sampler, tokenizer, identity=identity)

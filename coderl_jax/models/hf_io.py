@@ -394,3 +394,33 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     os.rename(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# a string that exercises pre-tokenisation: digits, runs of spaces, newlines, punctuation, non-ASCII
+_TOKENIZER_PROBE = "def f(x):\n    if x % 2 == 0:\n        return [3, -41, 'a b']  # é\n\n"
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a Hugging Face directory, encoding exactly as its `tokenizer.json` does.
+
+    transformers picks the tokenizer class from config.json's model type, and for `qwen2` its
+    Qwen2Tokenizer rebuilds the pre-tokeniser with Qwen's own rules (digits one by one, other
+    whitespace runs), ignoring the one stored in `tokenizer.json`. For a real Qwen checkpoint the
+    two agree; for a tokenizer trained here (`coderl sft`'s BPE, GPT-2 pre-tokenisation) they do
+    not, and prompts would be encoded differently from the way the model was trained. When the
+    class transformers picks encodes a probe string differently from `tokenizer.json` itself, the
+    file wins (PreTrainedTokenizerFast over it, with the same special tokens and chat template).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    file = path / "tokenizer.json"
+    if not file.exists():
+        return tokenizer
+    from tokenizers import Tokenizer
+
+    expected = Tokenizer.from_file(str(file)).encode(_TOKENIZER_PROBE, add_special_tokens=False).ids
+    if tokenizer.encode(_TOKENIZER_PROBE, add_special_tokens=False) == expected:
+        return tokenizer
+    return PreTrainedTokenizerFast.from_pretrained(str(path))

@@ -30,9 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from transformers import AutoTokenizer
-
-    from coderl_jax.models.hf_io import load_hf
+    from coderl_jax.models.hf_io import load_hf, load_tokenizer
     from coderl_jax.sampling.sampler import Sampler, SamplingParams
 
     if args.model is None:
@@ -42,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         sp = SamplingParams(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_p=args.top_p, top_k=args.top_k, stop=tuple(args.stop), seed=args.seed)
         cfg, params = load_hf(args.model)
-        tokenizer = AutoTokenizer.from_pretrained(str(args.model))
+        tokenizer = load_tokenizer(args.model)
         sampler = Sampler(cfg, params, tokenizer, max_cache_len=args.max_cache_len)
         (completions,) = sampler.generate([args.prompt], sp)
     except ValueError as e:  # ConfigError / CheckpointError / bad sampling settings / prompt too long

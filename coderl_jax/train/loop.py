@@ -60,14 +60,12 @@ def load_policy(cfg: TrainConfig, mesh=None):
     """(model config, params, tokenizer) from an HF directory, or the built-in tiny random model;
     with a mesh the parameters are placed by the training sharding rules (each host reads only the
     slices its devices hold)."""
-    from transformers import AutoTokenizer
-
-    from coderl_jax.models.hf_io import load_hf
+    from coderl_jax.models.hf_io import load_hf, load_tokenizer
     from coderl_jax.models.tiny import default_model_dir
 
     path = default_model_dir() if cfg.model == "tiny-random" else Path(cfg.model)
     model_cfg, params = load_hf(path, mesh=mesh, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = load_tokenizer(path)
     return model_cfg, params, tokenizer, path
 
 

@@ -217,13 +217,11 @@ def alignment_scores(sampler, tokenizer, records, *, max_new_tokens: int) -> dic
 
 
 def evaluate(model_dir: Path, pool, train, heldout, heldout_records, args) -> dict:
-    from transformers import AutoTokenizer
-
-    from coderl_jax.models.hf_io import load_hf
+    from coderl_jax.models.hf_io import load_hf, load_tokenizer
     from coderl_jax.sampling.sampler import Sampler
 
     cfg, params = load_hf(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = load_tokenizer(model_dir)
     sampler = Sampler(cfg, params, tokenizer)
     heldout = heldout[: args.eval_max] if args.eval_max else heldout
     t0 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -215,10 +216,8 @@ def test_a_few_steps_reduce_the_loss(tokenizer):
 
 
 def test_cli_trains_saves_and_loads(tmp_path, capsys):
-    from transformers import AutoTokenizer
-
     from coderl_jax.cli import main
-    from coderl_jax.models.hf_io import load_hf
+    from coderl_jax.models.hf_io import load_hf, load_tokenizer
 
     train = write_jsonl(tmp_path / "train.jsonl", fixture_problems())
     heldout = write_jsonl(tmp_path / "heldout.jsonl", fixture_problems("heldout")[:2])
@@ -236,7 +235,7 @@ def test_cli_trains_saves_and_loads(tmp_path, capsys):
     assert cfg.family == "qwen2" and cfg.num_layers == 1 and cfg.tie_word_embeddings
     assert json.loads((out / "config.json").read_text())["torch_dtype" if "torch_dtype" in json.loads(
         (out / "config.json").read_text()) else "dtype"] == "bfloat16"
-    tok = AutoTokenizer.from_pretrained(str(out))
+    tok = load_tokenizer(out)
     assert cfg.vocab_size == len(tok) and tok.decode(tok.encode("x = [1, 2]\n")) == "x = [1, 2]\n"
     assert set(cfg.eos_token_ids) == {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id}
     info = json.loads((out / "sft.json").read_text())
@@ -278,3 +277,26 @@ def test_the_generated_suite_gives_code_examples():
     assert len(train) == 5 and len(heldout) == 3
     examples = sft.code_examples(train)
     assert len(examples) == 5 and all(extract_code(e.response) for e in examples)
+
+
+def test_saved_bpe_tokenizer_loads_as_it_was_trained():
+    """The committed warm start: its config.json says qwen2, so transformers' AutoTokenizer builds a
+    Qwen2Tokenizer whose own pre-tokeniser splits digits and whitespace differently from the GPT-2
+    rules the BPE was trained with (" 3" -> " ", "3"); the model then sees prompts it was never
+    trained on. load_tokenizer, which every loader of the project uses, encodes as tokenizer.json."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from coderl_jax.models.hf_io import load_tokenizer
+
+    model = Path(__file__).resolve().parents[2] / "configs" / "models" / "coderl-tiny"
+    text = "multiply each number by 3, then add 7\n    if x > -4:\n        return [x * 3 for x in nums]\n"
+    expected = Tokenizer.from_file(str(model / "tokenizer.json")).encode(text).ids
+    ours = load_tokenizer(model)
+    assert ours.encode(text, add_special_tokens=False) == expected
+    assert AutoTokenizer.from_pretrained(str(model)).encode(text, add_special_tokens=False) != expected
+    assert ours.decode(expected) == text
+    assert ours.eos_token == "<|endoftext|>" and ours.pad_token == "<|pad|>"
+    assert ours.convert_tokens_to_ids("<|im_end|>") == 258
+    chat = ours.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
