@@ -174,10 +174,10 @@ def train_step(state: TrainState, batch: dict | tuple[dict, ...], rng: jax.Array
             raise ValueError(f"batch of {seg['tokens'].shape[0]} sequences does not split into {num_micro} "
                              "micro-batches")
     masks = [seg["loss_mask"].astype(jnp.float32) for seg in segments]
-    if loss_cfg.agg == "seq-mean-token-sum-norm":
-        denominator = jnp.asarray(float(loss_cfg.norm_len or max(m.shape[-1] for m in masks)), jnp.float32)
-    else:
-        denominator = sum(loss_denominator(m, loss_cfg.agg) for m in masks)
+    # token and sequence counts add up over segments; seq-mean-token-sum-norm's constant does not
+    norm_len = loss_cfg.norm_len or max(m.shape[-1] for m in masks)
+    per_segment = [loss_denominator(m, loss_cfg.agg, norm_len) for m in masks]
+    denominator = per_segment[0] if loss_cfg.agg == "seq-mean-token-sum-norm" else sum(per_segment)
     denominator = jnp.maximum(denominator, 1e-8)
     token_count = sum(jnp.sum(m) for m in masks)
     num_tokens = jnp.maximum(token_count, 1.0)

@@ -312,20 +312,19 @@ class StepContext:
             return {k: jnp.asarray(v) for k, v in fields.items()}
         return shard_batch(fields, self.batch_sharding)
 
+    def data_shards(self) -> int:
+        """How many ways a batch's rows are split over the devices (1 on a single device)."""
+        return 1 if self.batch_sharding is None else data_parallel_size(self.batch_sharding.mesh)
+
     def row_multiple(self) -> int:
         """Rows of an update mini-batch must be a multiple of this (data-parallel devices x micro-batches)."""
-        shards = 1 if self.batch_sharding is None else data_parallel_size(self.batch_sharding.mesh)
-        return shards * self.cfg.micro_batches
+        return self.data_shards() * self.cfg.micro_batches
 
     def logprobs(self, params, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         """(logprobs, entropy) [B, L] as host arrays; on a mesh the rows are padded to a multiple of
         the data-parallel devices and the padding dropped again."""
         rows = len(batch["tokens"])
-        shards = 1 if self.batch_sharding is None else data_parallel_size(self.batch_sharding.mesh)
-        if rows % shards:
-            extra = shards - rows % shards
-            batch = {k: np.concatenate([v, np.repeat(v[:1], extra, axis=0)]) for k, v in batch.items()}
-        lp, ent = self.stats_fn(params, self.device_batch(batch))
+        lp, ent = self.stats_fn(params, self.device_batch(_pad_rows(batch, self.data_shards())))
         return to_host(lp)[:rows], to_host(ent)[:rows]
 
 
@@ -544,14 +543,15 @@ def _pack_length(row_prompts, completions, idx, cap: int) -> int:
 
 
 def _pad_rows(batch: dict, multiple: int) -> dict:
-    """Rows padded to a multiple of `multiple` (the data-parallel devices x micro-batches) with
-    copies of the first row that train nothing (loss mask off, advantage 0)."""
+    """Rows padded to a multiple of `multiple` (data-parallel devices, times micro-batches for an
+    update) with copies of the first row that train nothing (loss mask off, advantage 0)."""
     extra = -len(batch["tokens"]) % multiple
     if not extra:
         return batch
     pad = {k: np.repeat(v[:1], extra, axis=0) for k, v in batch.items()}
-    pad["loss_mask"] = np.zeros_like(pad["loss_mask"])
-    pad["advantages"] = np.zeros_like(pad["advantages"])
+    for k in ("loss_mask", "advantages"):
+        if k in pad:
+            pad[k] = np.zeros_like(pad[k])
     return {k: np.concatenate([batch[k], pad[k]]) for k in batch}
 
 
