@@ -16,7 +16,6 @@ from typing import Any, Sequence
 from coderl_jax.eval.benchmarks import EvalItem
 
 log = logging.getLogger(__name__)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 @dataclasses.dataclass
@@ -122,7 +121,7 @@ def load_model(model: str | Path, *, tokenizer_dir: str | Path | None = None, dt
     else:
         raise hf_io.CheckpointError(f"{model}: neither a Hugging Face directory (no config.json) nor a params "
                                     f"checkpoint (no {checkpoint.PARAMS_DIR}/)")
-    tok_dir = Path(tokenizer_dir) if tokenizer_dir else _find_tokenizer(source)
+    tok_dir = Path(tokenizer_dir) if tokenizer_dir else hf_io.find_tokenizer_dir(source)
     if tok_dir is None:
         raise hf_io.CheckpointError(f"{source}: no tokenizer files here or in the parent directories; "
                                     f"pass --tokenizer DIR")
@@ -131,9 +130,3 @@ def load_model(model: str | Path, *, tokenizer_dir: str | Path | None = None, dt
     identity: dict[str, Any] = {"model": str(source.absolute()), "dtype": dtype or "float32"}
     return SamplerGenerator(sampler, tokenizer, identity=identity)
 
-
-def _find_tokenizer(source: Path) -> Path | None:
-    for directory in (source, *list(source.absolute().parents)[:2]):
-        if any((directory / name).exists() for name in TOKENIZER_FILES):
-            return directory
-    return None

@@ -400,6 +400,18 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 _TOKENIZER_PROBE = "def f(x):\n    if x % 2 == 0:\n        return [3, -41, 'a b']  # é\n\n"
 
 
+def find_tokenizer_dir(source: str | Path) -> Path | None:
+    """The directory holding the tokenizer of `source`: itself, or one of its two parents (a
+    training checkpoint `<out_dir>/checkpoints/<step>` keeps its tokenizer files in
+    `<out_dir>/checkpoints/`, beside model_config.json), or None."""
+    source = Path(source).absolute()
+    for directory in (source, *list(source.parents)[:2]):
+        if any((directory / name).exists() for name in ("tokenizer.json", "tokenizer_config.json",
+                                                       "tokenizer.model", "vocab.json")):
+            return directory
+    return None
+
+
 def load_tokenizer(path: str | Path):
     """The tokenizer of a Hugging Face directory, encoding exactly as its `tokenizer.json` does.
 

@@ -129,6 +129,7 @@ def test_export_cli_from_training_checkpoints(params, tmp_path):
     root = tmp_path / "checkpoints"
     ckpt = Checkpointer(root, async_save=False)
     ckpt.write_model_config(CFG.to_hf())
+    (root / "tokenizer.json").write_text('{"fake": true}')  # where the loop writes the tokenizer
     older = jax.tree.map(lambda x: x + 1, params)
     ckpt.save(1, params=older, opt_state={"count": np.zeros(())}, rng=jax.random.key(0))
     ckpt.save(2, params=params, opt_state={"count": np.ones(())}, rng=jax.random.key(0))
@@ -137,6 +138,9 @@ def test_export_cli_from_training_checkpoints(params, tmp_path):
     assert_same_params(hf_io.load_hf(tmp_path / "latest")[1], params)
     assert coderl(["export", "--model", str(root / "1"), "--out", str(tmp_path / "first")]) == 0
     assert_same_params(hf_io.load_hf(tmp_path / "first")[1], jax.tree.map(np.asarray, older))
+    # the exported directory carries the run's tokenizer, found beside the step directories
+    for out in ("latest", "first"):
+        assert (tmp_path / out / "tokenizer.json").read_text() == '{"fake": true}'
 
 
 def test_export_cli_reports_bad_source(tmp_path, capsys):
