@@ -57,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             raise hf_io.CheckpointError(f"{args.model}: neither a Hugging Face directory (no config.json) "
                                         f"nor a params checkpoint (no {checkpoint.PARAMS_DIR}/)")
-        out = hf_io.save_hf(cfg, params, args.out, tokenizer_dir=args.tokenizer or hf_io.find_tokenizer_dir(step_dir or args.model),
+        tokenizer_dir = args.tokenizer or hf_io.find_tokenizer_dir(step_dir or args.model)
+        out = hf_io.save_hf(cfg, params, args.out, tokenizer_dir=tokenizer_dir,
                             max_shard_bytes=args.max_shard_size, dtype=args.dtype, overwrite=args.overwrite)
     except (ConfigError, hf_io.CheckpointError, FileExistsError) as e:
         print(f"coderl export: error: {e}", file=sys.stderr)

@@ -49,6 +49,8 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
     "tokenizer.model", "added_tokens.json", "chat_template.jinja", "chat_template.json",
 )
+# any one of these makes a directory a tokenizer's (find_tokenizer_dir)
+TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 DEFAULT_SHARD_BYTES = 4 * 2**30
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 HARMLESS = re.compile(r"(^|\.)rotary_emb\.inv_freq$")  # buffers older exporters wrote
@@ -396,20 +398,19 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-# a string that exercises pre-tokenisation: digits, runs of spaces, newlines, punctuation, non-ASCII
-_TOKENIZER_PROBE = "def f(x):\n    if x % 2 == 0:\n        return [3, -41, 'a b']  # é\n\n"
-
-
 def find_tokenizer_dir(source: str | Path) -> Path | None:
     """The directory holding the tokenizer of `source`: itself, or one of its two parents (a
     training checkpoint `<out_dir>/checkpoints/<step>` keeps its tokenizer files in
     `<out_dir>/checkpoints/`, beside model_config.json), or None."""
     source = Path(source).absolute()
     for directory in (source, *list(source.parents)[:2]):
-        if any((directory / name).exists() for name in ("tokenizer.json", "tokenizer_config.json",
-                                                       "tokenizer.model", "vocab.json")):
+        if any((directory / name).exists() for name in TOKENIZER_MARKERS):
             return directory
     return None
+
+
+# a string that exercises pre-tokenisation: digits, runs of spaces, newlines, punctuation, non-ASCII
+_TOKENIZER_PROBE = "def f(x):\n    if x % 2 == 0:\n        return [3, -41, 'a b']  # é\n\n"
 
 
 def load_tokenizer(path: str | Path):
