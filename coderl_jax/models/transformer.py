@@ -70,15 +70,9 @@ class Attention(nnx.Module):
         b, t, _ = x_bth.shape
         n, k, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
 
-        def proj(w, bias_name):
-            y = x_bth @ w[...].astype(dt)
-            if cfg.attention_bias:
-                y = y + getattr(self, bias_name)[...].astype(dt)
-            return y
-
-        q_btnd = proj(self.q_proj, "q_bias").reshape(b, t, n, d)
-        k_btkd = proj(self.k_proj, "k_bias").reshape(b, t, k, d)
-        v_btkd = proj(self.v_proj, "v_bias").reshape(b, t, k, d)
+        weights = [getattr(self, name + "_proj")[...] for name in "qkv"]
+        biases = [getattr(self, name + "_bias")[...] for name in "qkv"] if cfg.attention_bias else None
+        q_btnd, k_btkd, v_btkd = project_qkv(x_bth, weights, biases, cfg)
         if cfg.qk_norm:
             q_btnd = self.q_norm(q_btnd)
             k_btkd = self.k_norm(k_btkd)
@@ -134,9 +128,7 @@ class MLP(nnx.Module):
         self.down_proj = _dense_init(rngs, (f, h), pd)
 
     def __call__(self, x_bth):
-        dt = x_bth.dtype
-        gate_btf = jax.nn.silu(x_bth @ self.gate_proj[...].astype(dt))
-        return (gate_btf * (x_bth @ self.up_proj[...].astype(dt))) @ self.down_proj[...].astype(dt)
+        return gated_mlp(x_bth, self.gate_proj[...], self.up_proj[...], self.down_proj[...])
 
 
 class Block(nnx.Module):
@@ -183,6 +175,85 @@ class Transformer(nnx.Module):
         if self.cfg.tie_word_embeddings:
             return self.embed_tokens[...].T
         return self.lm_head[...]
+
+
+# ------------------------------------------------------------------------------------------------
+# Projections, shared by the cached path (modules) and the no-cache path (training, scoring)
+
+
+def fuse_projections() -> bool:
+    """Whether q/k/v (and gate/up) are computed as one matmul over the concatenated weights.
+
+    On XLA:CPU one matmul with a wider output beats two or three small ones (fewer kernel launches
+    and thread-pool hand-offs per decode step). Elsewhere they stay separate, so that weights split
+    over a tensor axis are never concatenated across shards.
+    """
+    return jax.default_backend() == "cpu"
+
+
+def project_qkv(x_h, weights, biases, cfg: ModelConfig):
+    """x [..., h] -> q [..., n, d], k [..., k, d], v [..., k, d]; weights (q, k, v) stored [in, out],
+    biases (q, k, v) or None. Fused, the weights are grouped per kv head, [h, k, (g + 2) * d]: the
+    g query heads that share kv head j, then its key, then its value (shard-local when the kv
+    heads are split)."""
+    n, k, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    g, dt, lead = n // k, x_h.dtype, x_h.shape[:-1]
+    if not fuse_projections():
+        ys = [x_h @ w.astype(dt) for w in weights]
+        if biases is not None:
+            ys = [y + bias.astype(dt) for y, bias in zip(ys, biases)]
+        return tuple(y.reshape(*lead, heads, d) for y, heads in zip(ys, (n, k, k)))
+    widths = (g * d, d, d)
+    w_hkc = jnp.concatenate([w.reshape(w.shape[0], k, c) for w, c in zip(weights, widths)], axis=2)
+    y_kc = jnp.einsum("...h,hkc->...kc", x_h, w_hkc.astype(dt))
+    if biases is not None:
+        y_kc = y_kc + jnp.concatenate([bias.reshape(k, c) for bias, c in zip(biases, widths)], axis=1).astype(dt)
+    q = y_kc[..., :g * d].reshape(*lead, n, d)
+    return q, y_kc[..., g * d:(g + 1) * d], y_kc[..., (g + 1) * d:]
+
+
+def gated_mlp(x_h, gate_hf, up_hf, down_fh):
+    """SwiGLU: (silu(x @ gate) * (x @ up)) @ down; fused, gate and up are one matmul over their
+    stack [h, 2, f] (shard-local when f is split), with a hand-written backward pass."""
+    dt = x_h.dtype
+    if fuse_projections():
+        lead = x_h.shape[:-1]
+        out_nh = _fused_gated_mlp(x_h.reshape(-1, x_h.shape[-1]), jnp.stack([gate_hf, up_hf], axis=1).astype(dt),
+                                  down_fh.astype(dt))
+        return out_nh.reshape(*lead, -1)
+    gate_f, up_f = x_h @ gate_hf.astype(dt), x_h @ up_hf.astype(dt)
+    return (jax.nn.silu(gate_f) * up_f) @ down_fh.astype(dt)
+
+
+@jax.custom_vjp
+def _fused_gated_mlp(x_nh, gate_up_hcf, down_fh):
+    """x [n, h], gate and up stacked [h, 2, f], down [f, h] -> [n, h]. Autodiff of the stacked form
+    would pad each half's gradient to [n, 2, f], add the two and transpose the sum; the backward
+    below writes the stacked gradient in one pass."""
+    return _fused_gated_mlp_fwd(x_nh, gate_up_hcf, down_fh)[0]
+
+
+def _fused_gated_mlp_fwd(x_nh, gate_up_hcf, down_fh):
+    gu_ncf = jnp.einsum("nh,hcf->ncf", x_nh, gate_up_hcf)
+    out_nh = (jax.nn.silu(gu_ncf[:, 0]) * gu_ncf[:, 1]) @ down_fh
+    return out_nh, (x_nh, gate_up_hcf, down_fh, gu_ncf)
+
+
+def _fused_gated_mlp_bwd(residuals, dout_nh):
+    x_nh, gate_up_hcf, down_fh, gu_ncf = residuals
+    gate_nf, up_nf = gu_ncf[:, 0], gu_ncf[:, 1]
+    sig_nf = jax.nn.sigmoid(gate_nf)
+    act_nf = gate_nf * sig_nf
+    dhid_nf = dout_nh @ down_fh.T
+    d_down_fh = jnp.einsum("nf,nh->fh", act_nf * up_nf, dout_nh)
+    d_gate_nf = dhid_nf * up_nf * sig_nf * (1 + gate_nf * (1 - sig_nf))  # silu'(z) = s(z) (1 + z (1 - s(z)))
+    d_gu_ncf = jnp.stack([d_gate_nf, dhid_nf * act_nf], axis=1)
+    d_x_nh = jnp.einsum("ncf,hcf->nh", d_gu_ncf, gate_up_hcf)
+    d_w_hcf = jnp.einsum("nh,ncf->hcf", x_nh, d_gu_ncf)
+    return d_x_nh, d_w_hcf, d_down_fh
+
+
+_fused_gated_mlp.defvjp(_fused_gated_mlp_fwd, _fused_gated_mlp_bwd)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,18 +422,14 @@ _rope_no_cache.defvjp(_rope_no_cache_fwd, _rope_no_cache_bwd)
 
 def _layer_no_cache(lp: dict, cfg: ModelConfig, x_nh, cos_btd, sin_btd, key_mask_bs):
     b, t = key_mask_bs.shape
-    n, k, d, eps = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.rms_norm_eps
+    n, d, eps = cfg.num_heads, cfg.head_dim, cfg.rms_norm_eps
     dt = x_nh.dtype
     attn = lp["self_attn"]
     h_nh = _rms_norm(x_nh, lp["input_layernorm"]["weight"], eps)
 
-    def proj(name, heads):
-        y = h_nh @ attn[name + "_proj"].astype(dt)
-        if cfg.attention_bias:
-            y = y + attn[name + "_bias"].astype(dt)
-        return y.reshape(b, t, heads, d)
-
-    q_btnd, k_btkd, v_btkd = proj("q", n), proj("k", k), proj("v", k)
+    biases = [attn[name + "_bias"] for name in "qkv"] if cfg.attention_bias else None
+    q_nnd, k_nkd, v_nkd = project_qkv(h_nh, [attn[name + "_proj"] for name in "qkv"], biases, cfg)
+    q_btnd, k_btkd, v_btkd = (y.reshape(b, t, *y.shape[1:]) for y in (q_nnd, k_nkd, v_nkd))
     if cfg.qk_norm:
         q_btnd = _rms_norm(q_btnd, attn["q_norm"]["weight"], eps)
         k_btkd = _rms_norm(k_btkd, attn["k_norm"]["weight"], eps)
@@ -372,8 +439,7 @@ def _layer_no_cache(lp: dict, cfg: ModelConfig, x_nh, cos_btd, sin_btd, key_mask
     x_nh = x_nh + out_nh @ attn["o_proj"].astype(dt)
     mlp = lp["mlp"]
     h_nh = _rms_norm(x_nh, lp["post_attention_layernorm"]["weight"], eps)
-    gate_nf = jax.nn.silu(h_nh @ mlp["gate_proj"].astype(dt))
-    return x_nh + (gate_nf * (h_nh @ mlp["up_proj"].astype(dt))) @ mlp["down_proj"].astype(dt)
+    return x_nh + gated_mlp(h_nh, mlp["gate_proj"], mlp["up_proj"], mlp["down_proj"])
 
 
 def _forward_no_cache(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, key_mask_bs, *,
