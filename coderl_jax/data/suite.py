@@ -36,7 +36,7 @@ import statistics
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from coderl_jax.data.records import Problem
 
@@ -384,12 +384,13 @@ class SuiteSplit:
 
 
 def split_compositions(seed: int, comps: tuple[tuple[str, ...], ...], heldout_fraction: float = 0.15,
-                       min_train: int = 3) -> SuiteSplit:
+                       min_train: int = 3, tag: str = "split") -> SuiteSplit:
     """Hold out a seeded `heldout_fraction` of the bigrams occurring in `comps`; a composition is
     held out iff it contains a held-out bigram. A bigram is skipped when holding it out would
-    leave some primitive in fewer than `min_train` training compositions."""
+    leave some primitive in fewer than `min_train` training compositions. `tag` names the draw
+    (the train/held-out split is "split"; `reserve_for_rl` draws its own)."""
     all_bigrams = sorted(set().union(*(bigrams(c) for c in comps)))
-    rng = random.Random(f"coderl-suite/{seed}/split")
+    rng = random.Random(f"coderl-suite/{seed}/{tag}")
     order = list(all_bigrams)
     rng.shuffle(order)
     target = round(heldout_fraction * len(all_bigrams))
@@ -481,14 +482,32 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def reserve_for_rl(train: Sequence[Problem], seed: int = 0, fraction: float = 0.25) -> tuple[list, list]:
+    """Split training problems into (sft, rl) by composition, the way the held-out split is made:
+    a seeded `fraction` of the bigrams of their compositions is reserved, and a problem goes to `rl`
+    iff its composition contains a reserved bigram. A warm start fine-tuned on `sft` alone meets
+    in `rl` compositions it never saw, as it does on the held-out split (whose bigrams occur in
+    neither), so RL practises the skill held-out pass@1 measures: composing steps in new orders."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    comps = tuple(sorted({tuple(p.metadata["steps"]) for p in train}))
+    reserved = set(split_compositions(seed, comps, fraction, tag="rl-reserve").heldout) if fraction else set()
+    return ([p for p in train if tuple(p.metadata["steps"]) not in reserved],
+            [p for p in train if tuple(p.metadata["steps"]) in reserved])
+
+
 def write_suite(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 3000, n_heldout: int = 300,
-                **options) -> dict[str, str]:
+                rl_reserve: float = 0.0, **options) -> dict[str, str]:
     """Write `train.jsonl` and `heldout.jsonl` (canonical problem JSONL) under `out_dir`; returns
-    {"train": path, "heldout": path}. Files whose bytes would not change are left untouched."""
+    {"train": path, "heldout": path}. With `rl_reserve` > 0 also `sft.jsonl` and `rl.jsonl`, the
+    training split divided by `reserve_for_rl`. Files whose bytes would not change are left untouched."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    splits = generate_suite(seed, n_train, n_heldout, **options)
+    if rl_reserve:
+        splits["sft"], splits["rl"] = reserve_for_rl(splits["train"], seed, rl_reserve)
     paths = {}
-    for name, problems in generate_suite(seed, n_train, n_heldout, **options).items():
+    for name, problems in splits.items():
         path = out / f"{name}.jsonl"
         _write_if_changed(path, "".join(p.to_json() + "\n" for p in problems).encode())
         paths[name] = str(path)

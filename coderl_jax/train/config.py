@@ -109,5 +109,8 @@ class TrainConfig:
              f"prompts_per_step x group_size = {rows} rows must divide into updates_per_step="
              f"{self.updates_per_step} x micro_batches={self.micro_batches}")
         need(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
+        need(self.loss.temperature == self.rollout.temperature or self.rollout.temperature == 0,
+             f"loss.temperature={self.loss.temperature} must equal rollout.temperature={self.rollout.temperature}: "
+             f"the trainer's log-probs must be those of the distribution the rollouts were sampled from")
         self.alignment.validate()
         return self

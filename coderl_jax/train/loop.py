@@ -399,12 +399,14 @@ def _train_one_step(step: int, ctx: StepContext) -> dict:
     # [3] code rewards through the tracer
     code_r, info, t_reward = _code_rewards(ctx, problems, code_c)
     statuses = info.get("status", [])
-    code_pass = float(np.mean(code_r >= 1.0)) if len(code_r) else 0.0
+    # a graded reward (test_fraction) says which rollouts passed every test; a binary one is its own verdict
+    solved = np.asarray(info["passed"], bool) if "passed" in info else code_r >= 1.0
+    code_pass = float(np.mean(solved)) if len(code_r) else 0.0
     code_len = float(np.mean([len(c.token_ids) for c in code_c])) if code_c else 0.0
     # [4] harvest this step's failed code rollouts: they feed the next step's alignment prompts
     t0 = time.perf_counter()
     harvest_m = align.harvest(ctx.tracer, [p for p in problems for _ in range(g)], [c.text for c in code_c],
-                              code_r, step)
+                              solved.astype(np.float32), step)  # failed programs: not every test passed
     t_harvest = time.perf_counter() - t0
     rounds, zero_var_code = 0, float(zero_variance_fraction(code_r, g)) if n_code else 0.0
     if r.dynamic_sampling and n_code:  # DAPO on the code part: keep groups with signal, refill

@@ -32,14 +32,16 @@ def get_reward(name: str) -> RewardFn:
 
 
 def code_reward_requests(problems: Sequence, responses: Sequence[str], *, timeout_s: float = 6.0,
-                         prepend_prompt_for_assert: bool = False) -> tuple[list[dict], list[int]]:
-    """Tracer run_tests requests for the responses that contain code; returns (requests, row index)."""
+                         stop_on_failure: bool = True) -> tuple[list[dict], list[int]]:
+    """Tracer run_tests requests for the responses that contain code; returns (requests, row index).
+    With stop_on_failure=False the tracer runs every test case even after one fails."""
     requests, rows = [], []
     for i, (problem, response) in enumerate(zip(problems, responses)):
         code = extract_code(response)
         if code is None:
             continue
-        requests.append({"id": str(i), "program": code, "tests": problem.tests, "timeout_s": timeout_s})
+        requests.append({"id": str(i), "program": code, "tests": problem.tests, "timeout_s": timeout_s,
+                         "stop_on_failure": stop_on_failure})
         rows.append(i)
     return requests, rows
 
@@ -61,3 +63,26 @@ def unit_test_reward(pool, problems: Sequence, responses: Sequence[str], *, time
     """1.0 when the last code block passes every unit test of its problem, else 0.0."""
     rewards, statuses = code_rewards(pool, problems, responses, timeout_s=timeout_s)
     return rewards, {"status": statuses}
+
+
+@register_reward("test_fraction")
+def test_fraction_reward(pool, problems: Sequence, responses: Sequence[str], *, timeout_s: float = 6.0):
+    """The fraction of the problem's test cases the last code block passes (every case is run), so a
+    program that is nearly right (a constant off by one, a wrong tie rule) earns more than one that is
+    not, and a group whose samples all fail still carries signal. 0.0 without code or on a syntax error.
+    info["passed"] says which responses passed every case: the pass rate and the alignment harvest
+    (failed programs) use it, not the fraction."""
+    requests, rows = code_reward_requests(problems, responses, timeout_s=timeout_s, stop_on_failure=False)
+    rewards = np.zeros(len(responses), np.float32)
+    statuses = ["no_code"] * len(responses)
+    passed = [False] * len(responses)
+    for row, result in zip(rows, pool.run_tests(requests) if requests else ()):
+        cases = result.get("tests") or []
+        rewards[row] = sum(c.get("status") == "passed" for c in cases) / len(cases) if cases else 0.0
+        statuses[row] = result.get("status", "sandbox_error")
+        passed[row] = bool(result.get("passed"))
+        if passed[row]:
+            rewards[row] = 1.0
+        elif rewards[row] >= 1.0:  # every case passed but the run was judged failed (tampering): no credit
+            rewards[row] = 0.0
+    return rewards, {"status": statuses, "passed": passed}

@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--suite-seed", type=int, default=0, help="seed of the generated task suite (default 0)")
     g.add_argument("--n-train", type=int, default=None, help="training problems to generate (suite default)")
     g.add_argument("--n-heldout", type=int, default=None, help="held-out problems to generate (suite default)")
+    g.add_argument("--rl-reserve", type=float, default=0.0,
+                   help="leave the training problems of this fraction of the suite's training bigrams to RL "
+                        "(suite.reserve_for_rl; the default run trains on them): the warm start never sees "
+                        "those compositions (default 0: train on every training problem)")
     g.add_argument("--align-inputs", type=int, default=1,
                    help="test inputs per problem traced into alignment examples (default 1)")
     g.add_argument("--align-k", type=int, default=3, help="target variables per alignment example (default 3)")
@@ -92,6 +96,8 @@ def _check_args(args) -> str | None:
         return f"--out {out}: exists and is not a directory"
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         return f"--out {out}: exists and is not empty (pass --overwrite to replace it)"
+    if args.rl_reserve and args.train:
+        return "--rl-reserve divides the generated task suite; it cannot be used with --train"
     for name in ("train", "heldout"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():
@@ -107,6 +113,8 @@ def _check_args(args) -> str | None:
         return f"--lr={args.lr} must be > 0"
     if not 0.0 <= args.code_fraction <= 1.0:
         return f"--code-fraction={args.code_fraction} must be in [0, 1]"
+    if not 0.0 <= args.rl_reserve < 1.0:
+        return f"--rl-reserve={args.rl_reserve} must be in [0, 1)"
     if args.hidden % args.heads:
         return f"--hidden={args.hidden} must be divisible by --heads={args.heads}"
     if args.heads % args.kv_heads:
@@ -138,6 +146,9 @@ def load_problems(args):
 
     kwargs = {k: v for k, v in (("n_train", args.n_train), ("n_heldout", args.n_heldout)) if v is not None}
     train, heldout = split_suite(suite.generate_suite(args.suite_seed, **kwargs))
+    if args.rl_reserve:
+        train, reserved = suite.reserve_for_rl(train, args.suite_seed, args.rl_reserve)
+        kwargs.update(rl_reserve=args.rl_reserve, rl_reserved_problems=len(reserved))
     if args.heldout:
         heldout = read_problems(args.heldout, strict=True)[0]
     return train, heldout, {"suite_seed": args.suite_seed, **kwargs}

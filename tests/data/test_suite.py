@@ -75,6 +75,28 @@ def test_generated_splits(default_suite):
         assert 0.25 < sum(len(p.metadata["steps"]) == 3 for p in problems) / len(problems) < 0.35
 
 
+def test_reserve_for_rl_splits_training_by_bigram(default_suite, tmp_path):
+    train = default_suite["train"]
+    sft, rl = S.reserve_for_rl(train, seed=0, fraction=0.25)
+    assert sorted(p.id for p in sft + rl) == sorted(p.id for p in train)  # a partition, nothing lost
+    sft_c, rl_c = {tuple(p.metadata["steps"]) for p in sft}, {tuple(p.metadata["steps"]) for p in rl}
+    assert sft_c and rl_c and not sft_c & rl_c
+    sft_bigrams = set().union(*map(S.bigrams, sft_c))
+    assert all(S.bigrams(c) - sft_bigrams for c in rl_c)  # every reserved composition has an unseen bigram
+    assert {s for c in sft_c for s in c} == set(S.BY_NAME)  # the warm start still sees every primitive
+    assert 0.2 < len(rl) / len(train) < 0.4
+    # its own draw, not the held-out one; deterministic; fraction 0 reserves nothing
+    held = set().union(*(S.bigrams(tuple(p.metadata["steps"])) for p in default_suite["heldout"]))
+    assert not set().union(*map(S.bigrams, rl_c)) <= held
+    assert [p.id for p in S.reserve_for_rl(train, seed=0, fraction=0.25)[1]] == [p.id for p in rl]
+    assert S.reserve_for_rl(train, seed=0, fraction=0.0) == (list(train), [])
+    with pytest.raises(ValueError, match="fraction"):
+        S.reserve_for_rl(train, fraction=1.0)
+    paths = S.write_suite(tmp_path, seed=0, n_train=200, n_heldout=20, rl_reserve=0.25)
+    counts = {k: open(v).read().count("\n") for k, v in paths.items()}
+    assert counts["sft"] + counts["rl"] == counts["train"] == 200 and counts["rl"] > 0
+
+
 def test_records_and_lengths(default_suite):
     for problems in default_suite.values():
         for p in problems:

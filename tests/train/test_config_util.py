@@ -52,3 +52,13 @@ def test_config_file_loading(tmp_path):
         load_config_file(tmp_path / "bad.py")
     with pytest.raises(ConfigOverrideError, match="not found"):
         load_config_file(tmp_path / "missing.py")
+
+
+def test_train_config_refuses_a_loss_temperature_other_than_the_rollouts():
+    from coderl_jax.train.config import DataConfig, TrainConfig
+
+    cfg = TrainConfig(model="tiny-random", out_dir="x", data=DataConfig(train_path="t.jsonl"))
+    assert apply_overrides(cfg, ["rollout.temperature=1.5", "loss.temperature=1.5"]).validate()
+    assert apply_overrides(cfg, ["rollout.temperature=0"]).validate()  # greedy rollouts: untempered log-probs
+    with pytest.raises(ValueError, match="loss.temperature=1.0 must equal rollout.temperature=1.5"):
+        apply_overrides(cfg, ["rollout.temperature=1.5"]).validate()

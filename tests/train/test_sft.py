@@ -251,6 +251,8 @@ def test_cli_trains_saves_and_loads(tmp_path, capsys):
     (["--vocab-size", "100"], "--vocab-size=100 must be 0 (byte tokenizer) or >= 260"),
     (["--test-output-inputs", "-1"], "--test-output-inputs=-1 must be >= 0"),
     (["--train", "/nonexistent/train.jsonl"], "--train /nonexistent/train.jsonl: no such file"),
+    (["--rl-reserve", "1"], "--rl-reserve=1.0 must be in [0, 1)"),
+    (["--rl-reserve", "0.25", "--train", "t.jsonl"], "--rl-reserve divides the generated task suite"),
 ])
 def test_cli_argument_errors_are_clear(tmp_path, capsys, extra, message):
     from coderl_jax.cli import main
@@ -277,6 +279,19 @@ def test_the_generated_suite_gives_code_examples():
     assert len(train) == 5 and len(heldout) == 3
     examples = sft.code_examples(train)
     assert len(examples) == 5 and all(extract_code(e.response) for e in examples)
+
+
+def test_rl_reserve_keeps_the_reserved_compositions_out_of_the_warm_start():
+    from argparse import Namespace
+
+    from coderl_jax.data.suite import generate_suite, reserve_for_rl
+    from coderl_jax.train.sft_cli import load_problems
+
+    args = Namespace(train=None, heldout=None, suite_seed=0, n_train=300, n_heldout=10, rl_reserve=0.25)
+    train, heldout, source = load_problems(args)
+    sft_part, rl_part = reserve_for_rl(generate_suite(0, n_train=300, n_heldout=10)["train"], 0, 0.25)
+    assert [p.id for p in train] == [p.id for p in sft_part] and rl_part and len(heldout) == 10
+    assert source["rl_reserve"] == 0.25 and source["rl_reserved_problems"] == len(rl_part)
 
 
 def test_saved_bpe_tokenizer_loads_as_it_was_trained():
