@@ -26,3 +26,30 @@ def test_default_config_and_committed_policy_load(tmp_path, monkeypatch):
     heldout, _ = read_problems(cfg.data.eval_path)
     assert len(train) == 3000 and len(heldout) == 300
     assert not {p.metadata["signature"] + p.prompt for p in train} & {p.metadata["signature"] + p.prompt for p in heldout}
+
+
+def test_grpo_config_trains_on_compositions_its_warm_start_never_saw(tmp_path, monkeypatch):
+    import json
+
+    from coderl_jax.data.readers import read_problems
+    from coderl_jax.data.suite import bigrams
+    from coderl_jax.models.hf_io import load_hf
+    from coderl_jax.train.config_util import load_config_file
+
+    monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
+    cfg = load_config_file(REPO / "configs" / "grpo_cpu.py").validate()
+    assert cfg.alignment.mode == "off" and cfg.rollout.dynamic_sampling and cfg.model.endswith("coderl-tiny-rl25")
+    rl, _ = read_problems(cfg.data.train_path)
+    heldout, _ = read_problems(cfg.data.eval_path)
+    sft, _ = read_problems(Path(cfg.data.train_path).with_name("sft.jsonl"))
+    assert len(rl) + len(sft) == 3000 and len(heldout) == 300
+    steps = [{tuple(p.metadata["steps"]) for p in ps} for ps in (sft, rl, heldout)]
+    seen = set().union(*map(bigrams, steps[0]))
+    assert all(bigrams(c) - seen for c in steps[1] | steps[2])  # every RL or held-out problem has an unseen bigram
+    assert not steps[1] & steps[2]
+    # the warm start was fine-tuned on exactly the sft part
+    info = json.loads((Path(cfg.model) / "sft.json").read_text())
+    assert info["data"]["source"] == {"suite_seed": 0, "rl_reserve": 0.25, "rl_reserved_problems": len(rl)}
+    assert info["data"]["train_problems"] == len(sft)
+    model_cfg, _ = load_hf(cfg.model)
+    assert model_cfg.vocab_size <= 2048
