@@ -490,10 +490,13 @@ def reserve_for_rl(train: Sequence[Problem], seed: int = 0, fraction: float = 0.
     neither), so RL practises the skill held-out pass@1 measures: composing steps in new orders."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    comps = tuple(sorted({tuple(p.metadata["steps"]) for p in train}))
-    reserved = set(split_compositions(seed, comps, fraction, tag="rl-reserve").heldout) if fraction else set()
-    return ([p for p in train if tuple(p.metadata["steps"]) not in reserved],
-            [p for p in train if tuple(p.metadata["steps"]) in reserved])
+    steps = [tuple(p.metadata["steps"]) for p in train]
+    reserved = set(split_compositions(seed, tuple(sorted(set(steps))), fraction, tag="rl-reserve").heldout
+                   ) if fraction else set()
+    sft, rl = [], []
+    for problem, comp in zip(train, steps):
+        (rl if comp in reserved else sft).append(problem)
+    return sft, rl
 
 
 def write_suite(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 3000, n_heldout: int = 300,

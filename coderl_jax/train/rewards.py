@@ -46,16 +46,25 @@ def code_reward_requests(problems: Sequence, responses: Sequence[str], *, timeou
     return requests, rows
 
 
+def _run_tests(pool, problems: Sequence, responses: Sequence[str], *, timeout_s: float,
+               stop_on_failure: bool = True) -> list[dict | None]:
+    """The tracer's run_tests result for each response, None where it holds no code."""
+    requests, rows = code_reward_requests(problems, responses, timeout_s=timeout_s, stop_on_failure=stop_on_failure)
+    results: list[dict | None] = [None] * len(responses)
+    for row, result in zip(rows, pool.run_tests(requests) if requests else ()):
+        results[row] = result
+    return results
+
+
+def _status(result: dict | None) -> str:
+    return "no_code" if result is None else result.get("status", "sandbox_error")
+
+
 def code_rewards(pool, problems: Sequence, responses: Sequence[str], *, timeout_s: float = 6.0):
     """Binary rewards (1.0 when every test passes) and the tracer's statuses, one per response."""
-    requests, rows = code_reward_requests(problems, responses, timeout_s=timeout_s)
-    rewards = np.zeros(len(responses), np.float32)
-    statuses = ["no_code"] * len(responses)
-    if requests:
-        for row, result in zip(rows, pool.run_tests(requests)):
-            rewards[row] = 1.0 if result.get("passed") else 0.0
-            statuses[row] = result.get("status", "sandbox_error")
-    return rewards, statuses
+    results = _run_tests(pool, problems, responses, timeout_s=timeout_s)
+    rewards = np.array([1.0 if r is not None and r.get("passed") else 0.0 for r in results], np.float32)
+    return rewards, [_status(r) for r in results]
 
 
 @register_reward("unit_tests")
@@ -72,17 +81,12 @@ def test_fraction_reward(pool, problems: Sequence, responses: Sequence[str], *, 
     not, and a group whose samples all fail still carries signal. 0.0 without code or on a syntax error.
     info["passed"] says which responses passed every case: the pass rate and the alignment harvest
     (failed programs) use it, not the fraction."""
-    requests, rows = code_reward_requests(problems, responses, timeout_s=timeout_s, stop_on_failure=False)
+    results = _run_tests(pool, problems, responses, timeout_s=timeout_s, stop_on_failure=False)
+    passed = [result is not None and bool(result.get("passed")) for result in results]
     rewards = np.zeros(len(responses), np.float32)
-    statuses = ["no_code"] * len(responses)
-    passed = [False] * len(responses)
-    for row, result in zip(rows, pool.run_tests(requests) if requests else ()):
-        cases = result.get("tests") or []
-        rewards[row] = sum(c.get("status") == "passed" for c in cases) / len(cases) if cases else 0.0
-        statuses[row] = result.get("status", "sandbox_error")
-        passed[row] = bool(result.get("passed"))
-        if passed[row]:
-            rewards[row] = 1.0
-        elif rewards[row] >= 1.0:  # every case passed but the run was judged failed (tampering): no credit
-            rewards[row] = 0.0
-    return rewards, {"status": statuses, "passed": passed}
+    for row, result in enumerate(results):
+        cases = (result or {}).get("tests") or []
+        share = sum(c.get("status") == "passed" for c in cases) / len(cases) if cases else 0.0
+        # every case passed but the run was judged failed (tampering): no credit
+        rewards[row] = 1.0 if passed[row] else (share if share < 1.0 else 0.0)
+    return rewards, {"status": [_status(r) for r in results], "passed": passed}

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-heldout", type=int, default=None, help="held-out problems to generate (suite default)")
     g.add_argument("--rl-reserve", type=float, default=0.0,
                    help="leave the training problems of this fraction of the suite's training bigrams to RL "
-                        "(suite.reserve_for_rl; the default run trains on them): the warm start never sees "
+                        "(suite.reserve_for_rl; configs/grpo_cpu.py trains on them): the warm start never sees "
                         "those compositions (default 0: train on every training problem)")
     g.add_argument("--align-inputs", type=int, default=1,
                    help="test inputs per problem traced into alignment examples (default 1)")
