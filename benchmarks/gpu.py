@@ -11,19 +11,28 @@ embeddings) with random weights, float32 master weights and bfloat16 compute, as
            FLOPs = 6 x parameters x tokens + 12 x layers x heads x head_dim x L^2/2 x rows (causal
            attention), and XLA's own cost-analysis count beside it.
 
+  --peer   the same two measurements with transformers + PyTorch on the same GPU, in the same run:
+           `generate` (bfloat16 weights, sampling at temperature 1) and the update step of
+           benchmarks/update.py (float32 weights under bfloat16 autocast), and the ratios.
+
 Compile time is reported separately. The last line is one JSON object with every figure.
 
     python benchmarks/gpu.py [--sampler-batch 64] [--prompt-len 256] [--new-tokens 512]
                              [--update-batch 16] [--length 1024] [--remat] [--repeats 3]
-                             [--peak-tflops T] [--tiny --allow-cpu]   # a smoke run on CPU
+                             [--peak-tflops T] [--peer] [--tiny --allow-cpu]   # a smoke run on CPU
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/update.py's PyTorch step
 
 # dense bf16 peak TFLOP/s by device kind (substring match on jax's device_kind; no sparsity)
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
@@ -68,14 +77,12 @@ def _timed(fn, repeats):
 def bench_sampler(cfg, params, args) -> dict:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from coderl_jax.sampling.sampler import DecodeSpec, generate_tokens
 
     spec = DecodeSpec(n=1, max_new_tokens=args.new_tokens, greedy=False, top_k=0, use_top_p=False, eos_ids=(),
                       pad_id=0, temperature=1.0, cache_dtype="bfloat16", chunk=args.chunk, unroll=args.unroll)
-    rng = np.random.RandomState(0)
-    prompts = jnp.asarray(rng.randint(1, cfg.vocab_size, (args.sampler_batch, args.prompt_len)), jnp.int32)
+    prompts = jnp.asarray(sampler_prompts(cfg, args), jnp.int32)
     mask = jnp.ones(prompts.shape, bool)
     sample_params = jax.tree.map(lambda x: x.astype(cfg.jnp_dtype), params)  # the sampler's bf16 copy
 
@@ -94,26 +101,71 @@ def bench_sampler(cfg, params, args) -> dict:
             statistics.median(times), "sampler_compile_s": compile_s}
 
 
+def update_batch(cfg, args) -> dict:
+    from update import make_batch
+
+    return make_batch(args.update_batch, args.length, args.length // 8, cfg.vocab_size)
+
+
+def sampler_prompts(cfg, args):
+    import numpy as np
+
+    return np.random.RandomState(0).randint(1, cfg.vocab_size, (args.sampler_batch, args.prompt_len))
+
+
+def peer_sampler(cfg, args) -> dict:
+    """transformers' `generate` on the same random architecture, bfloat16 weights, on the GPU."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    hf = Qwen2Config(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                     num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                     num_key_value_heads=cfg.num_kv_heads, tie_word_embeddings=True,
+                     max_position_embeddings=cfg.max_position_embeddings)
+    model = Qwen2ForCausalLM(hf).to(device=device, dtype=torch.bfloat16).eval()
+    prompts = torch.tensor(sampler_prompts(cfg, args), device=device)
+
+    def run(new_tokens):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True, temperature=1.0,
+                                 top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                 eos_token_id=None, pad_token_id=0)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        assert out.shape[1] == args.prompt_len + new_tokens
+        return time.perf_counter() - t0
+
+    run(8)  # warm-up
+    times = [run(args.new_tokens) for _ in range(args.repeats)]
+    return {"peer_sampler_tokens_per_s_median": args.sampler_batch * args.new_tokens / statistics.median(times)}
+
+
+def peer_update(cfg, args, peak) -> dict:
+    """benchmarks/update.py's transformers + PyTorch step (float32 weights, bfloat16 autocast)."""
+    import torch
+    from update import torch_side
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    run, _ = torch_side(cfg, update_batch(cfg, args), 1, device=device, autocast=torch.bfloat16)
+    times = [run() for _ in range(args.repeats)]
+    best = statistics.median(times)
+    flops = update_model_flops(cfg, args.update_batch, args.length)
+    return {"peer_update_tokens_per_s_median": args.update_batch * args.length / best,
+            "peer_update_mfu": (flops / best / (peak * 1e12)) if peak else None}
+
+
 def bench_update(cfg, params, args, peak) -> dict:
     import jax
-    import numpy as np
 
     from coderl_jax.rl.train_step import LossConfig, OptimConfig, init_train_state, make_optimizer, make_train_step
 
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-6))
     step = make_train_step(cfg, LossConfig(kl_coef=0.001, remat=args.remat), optimizer, num_micro=args.micro)
-    b, length, prompt = args.update_batch, args.length, args.length // 8
-    rng = np.random.RandomState(0)
-    attn = np.ones((b, length), bool)
-    loss_mask = np.zeros((b, length), bool)
-    loss_mask[:, prompt - 1:length - 1] = True
-    batch = dict(tokens=rng.randint(0, cfg.vocab_size, (b, length)).astype(np.int32),
-                 positions=np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy(),
-                 attn_mask=attn, loss_mask=loss_mask,
-                 old_logprobs=rng.uniform(-12, -11, (b, length)).astype(np.float32),
-                 ref_logprobs=rng.uniform(-12, -11, (b, length)).astype(np.float32),
-                 advantages=np.repeat(rng.normal(0, 1, (b, 1)), length, 1).astype(np.float32))
-    batch = jax.device_put(batch)
+    b, length = args.update_batch, args.length
+    batch = jax.device_put(update_batch(cfg, args))
     state = {"s": init_train_state(params, optimizer)}
     t0 = time.perf_counter()
     compiled = step.lower(state["s"], batch, jax.random.key(0)).compile()
@@ -131,7 +183,8 @@ def bench_update(cfg, params, args, peak) -> dict:
     flops = update_model_flops(cfg, b, length)
     best = min(times)
     return {"update_batch": b, "length": length, "remat": args.remat, "micro_batches": args.micro,
-            "update_tokens_per_s": b * length / best, "update_step_s": best, "update_model_flops": flops,
+            "update_tokens_per_s": b * length / best,
+            "update_tokens_per_s_median": b * length / statistics.median(times), "update_step_s": best, "update_model_flops": flops,
             "update_xla_flops": xla_flops, "update_mfu": (flops / best / (peak * 1e12)) if peak else None,
             "update_compile_s": compile_s}
 
@@ -151,6 +204,7 @@ def main(argv=None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: by name)")
     ap.add_argument("--skip-sampler", action="store_true")
     ap.add_argument("--skip-update", action="store_true")
+    ap.add_argument("--peer", action="store_true", help="also transformers + PyTorch on the same GPU, and ratios")
     ap.add_argument("--tiny", action="store_true", help="a tiny model (smoke test)")
     ap.add_argument("--allow-cpu", action="store_true", help="run without a GPU (smoke test only)")
     args = ap.parse_args(argv)
@@ -185,6 +239,20 @@ def main(argv=None) -> int:
         print(f"update: {u['update_batch']} x {u['length']} tokens: {u['update_tokens_per_s']:,.0f} tokens/s, "
               f"{u['update_step_s'] * 1e3:.0f} ms/step, MFU {mfu} (model FLOPs {u['update_model_flops']:.3e}, "
               f"XLA {u['update_xla_flops']:.3e}); compile {u['update_compile_s']:.0f} s", flush=True)
+    if args.peer and not args.skip_sampler:
+        result.update(peer_sampler(cfg, args))
+        result["sampler_ratio"] = result["sampler_tokens_per_s_median"] / result["peer_sampler_tokens_per_s_median"]
+        print(f"peer sampler (transformers generate, bf16): {result['peer_sampler_tokens_per_s_median']:,.0f} new "
+              f"tokens/s (median); ratio {result['sampler_ratio']:.2f}x", flush=True)
+    if args.peer and not args.skip_update:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the generate model is gone; give its cached blocks back
+        result.update(peer_update(cfg, args, peak))
+        result["update_ratio"] = result["update_tokens_per_s_median"] / result["peer_update_tokens_per_s_median"]
+        print(f"peer update (PyTorch, bf16 autocast): {result['peer_update_tokens_per_s_median']:,.0f} tokens/s "
+              f"(median); ratio {result['update_ratio']:.2f}x", flush=True)
     print(json.dumps(result))
     return 0
 

@@ -100,7 +100,11 @@ def ours(cfg, batch, steps):
     return run, compile_s
 
 
-def torch_side(cfg, batch, steps):
+def torch_side(cfg, batch, steps, device="cpu", autocast=None):
+    """The same step in transformers + PyTorch; on a GPU, `autocast=torch.bfloat16` gives float32
+    master weights with bfloat16 compute, as our configs run."""
+    import contextlib
+
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -109,16 +113,23 @@ def torch_side(cfg, batch, steps):
                      num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
                      num_key_value_heads=cfg.num_kv_heads, tie_word_embeddings=True,
                      max_position_embeddings=cfg.max_position_embeddings)
-    model = Qwen2ForCausalLM(hf).train()
+    model = Qwen2ForCausalLM(hf).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01)
-    tokens = torch.tensor(batch["tokens"], dtype=torch.long)
-    mask = torch.tensor(batch["loss_mask"][:, :-1], dtype=torch.float32)
-    adv = torch.tensor(batch["advantages"][:, :-1])
-    old = torch.tensor(batch["old_logprobs"][:, :-1])
-    ref = torch.tensor(batch["ref_logprobs"][:, :-1])
+    tokens = torch.tensor(batch["tokens"], dtype=torch.long, device=device)
+    mask = torch.tensor(batch["loss_mask"][:, :-1], dtype=torch.float32, device=device)
+    adv = torch.tensor(batch["advantages"][:, :-1], device=device)
+    old = torch.tensor(batch["old_logprobs"][:, :-1], device=device)
+    ref = torch.tensor(batch["ref_logprobs"][:, :-1], device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+
+    def forward():
+        ctx = torch.autocast(device_type=str(device).split(":")[0], dtype=autocast) if autocast else \
+            contextlib.nullcontext()
+        with ctx:
+            return model(input_ids=tokens).logits
 
     def one_step():
-        logits = model(input_ids=tokens).logits[:, :-1].float()
+        logits = forward()[:, :-1].float()
         logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None])[..., 0]
         ratio = torch.exp(torch.clamp(logp - old, -20, 20))
         l1 = -adv * ratio
@@ -135,12 +146,14 @@ def torch_side(cfg, batch, steps):
 
     t = time.perf_counter()
     one_step()
+    sync()
     warm_s = time.perf_counter() - t
 
     def run():
         t0 = time.perf_counter()
         for _ in range(steps):
             one_step()
+        sync()
         return time.perf_counter() - t0
 
     return run, warm_s
