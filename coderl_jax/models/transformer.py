@@ -18,8 +18,10 @@ attend_len slots, so a sampler can attend over only the filled part of a large c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 from typing import NamedTuple
 
 import jax
@@ -94,7 +96,7 @@ class Attention(nnx.Module):
         keys_bkds, values_bksd = ck_bkds[..., :s].astype(dt), cv_bksd[:, :, :s].astype(dt)
         key_mask_bs = key_mask_bs[:, :s]
         q_slot_t = cache_index + jnp.arange(t)
-        if t == 1:  # decode: multiply-add over d, slots as the vector dimension (no batched dot)
+        if t == 1 and decode_multiply_add():  # decode on XLA:CPU: multiply-add over d (no batched dot)
             # written as d explicit multiply-adds of key rows [b, k, s]: XLA fuses them into one
             # elementwise loop over [b, k, g, s], which on XLA:CPU beats both a reduce over d (a
             # library reduce call) and a batched dot with these tiny per-head shapes
@@ -181,6 +183,26 @@ class Transformer(nnx.Module):
 # Projections, shared by the cached path (modules) and the no-cache path (training, scoring)
 
 
+_TARGET = threading.local()  # the backend being compiled for, when it is not the default one
+
+
+@contextlib.contextmanager
+def compiling_for(backend: str):
+    """Trace the model as for `backend` ("cpu", "gpu", "tpu") whatever the default backend is:
+    ahead-of-time compilation for a TPU topology from a CPU host (`coderl plan`) must not pick the
+    XLA:CPU-only layouts below."""
+    previous = getattr(_TARGET, "backend", None)
+    _TARGET.backend = backend
+    try:
+        yield
+    finally:
+        _TARGET.backend = previous
+
+
+def target_backend() -> str:
+    return getattr(_TARGET, "backend", None) or jax.default_backend()
+
+
 def fuse_projections() -> bool:
     """Whether q/k/v (and gate/up) are computed as one matmul over the concatenated weights.
 
@@ -188,7 +210,16 @@ def fuse_projections() -> bool:
     and thread-pool hand-offs per decode step). Elsewhere they stay separate, so that weights split
     over a tensor axis are never concatenated across shards.
     """
-    return jax.default_backend() == "cpu"
+    return target_backend() == "cpu"
+
+
+def decode_multiply_add() -> bool:
+    """Whether a decode step's attention scores are written as head_dim explicit multiply-adds
+    (XLA:CPU only, where they fuse into one elementwise loop and beat a batched dot) rather than
+    one einsum. Elsewhere the einsum: the unrolled form puts head_dim x layers x unrolled steps x
+    decode loops ops into the program (~49k for a 24-layer, head_dim-64 model), and XLA:GPU did
+    not finish compiling such a sampler in 5 minutes."""
+    return target_backend() == "cpu"
 
 
 def project_qkv(x_h, weights, biases, cfg: ModelConfig):

@@ -228,7 +228,8 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     def compile_program(name, fn, *args, resident_args: int):
         t0 = time.perf_counter()
         log(f"compiling {name} ...")
-        compiled = fn.lower(*args).compile()
+        with transformer.compiling_for("tpu"):  # the TPU layouts, not this CPU host's
+            compiled = fn.lower(*args).compile()
         mem = _mem(compiled)
         added = mem["arguments"] - resident_args + mem["outputs"] - mem["aliased"] + mem["temporaries"]
         report["programs"][name] = {**mem, "added": added, "peak": resident + added, "flops": _flops(compiled),
