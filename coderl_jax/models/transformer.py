@@ -86,12 +86,22 @@ class Attention(nnx.Module):
         g = n // k
         q_btkgd = q_btnd.reshape(b, t, k, g, d)
         # with a cache: write this call's keys/values, attend over the first s slots
-        ck_bkds, cv_bksd = cache
-        ck_bkds = jax.lax.dynamic_update_slice(
-            ck_bkds, k_btkd.transpose(0, 2, 3, 1).astype(ck_bkds.dtype), (0, 0, 0, cache_index))
-        cv_bksd = jax.lax.dynamic_update_slice(
-            cv_bksd, v_btkd.transpose(0, 2, 1, 3).astype(cv_bksd.dtype), (0, 0, cache_index, 0))
-        new_cache = (ck_bkds, cv_bksd)
+        if len(cache) == 3:  # every layer's cache stacked, [L, ...], and this layer's index (scan_layers)
+            ck_lbkds, cv_lbksd, layer = cache
+            ck_lbkds = jax.lax.dynamic_update_slice(
+                ck_lbkds, k_btkd.transpose(0, 2, 3, 1)[None].astype(ck_lbkds.dtype), (layer, 0, 0, 0, cache_index))
+            cv_lbksd = jax.lax.dynamic_update_slice(
+                cv_lbksd, v_btkd.transpose(0, 2, 1, 3)[None].astype(cv_lbksd.dtype), (layer, 0, 0, cache_index, 0))
+            new_cache = (ck_lbkds, cv_lbksd, layer)
+            ck_bkds = jax.lax.dynamic_index_in_dim(ck_lbkds, layer, keepdims=False)
+            cv_bksd = jax.lax.dynamic_index_in_dim(cv_lbksd, layer, keepdims=False)
+        else:
+            ck_bkds, cv_bksd = cache
+            ck_bkds = jax.lax.dynamic_update_slice(
+                ck_bkds, k_btkd.transpose(0, 2, 3, 1).astype(ck_bkds.dtype), (0, 0, 0, cache_index))
+            cv_bksd = jax.lax.dynamic_update_slice(
+                cv_bksd, v_btkd.transpose(0, 2, 1, 3).astype(cv_bksd.dtype), (0, 0, cache_index, 0))
+            new_cache = (ck_bkds, cv_bksd)
         s = attend_len or ck_bkds.shape[-1]
         keys_bkds, values_bksd = ck_bkds[..., :s].astype(dt), cv_bksd[:, :, :s].astype(dt)
         key_mask_bs = key_mask_bs[:, :s]
@@ -211,6 +221,14 @@ def fuse_projections() -> bool:
     over a tensor axis are never concatenated across shards.
     """
     return target_backend() == "cpu"
+
+
+def scan_layers() -> bool:
+    """Whether the cached forward (prefill and decode) runs its layers as one `lax.scan` over
+    stacked weights and a stacked KV cache instead of a Python loop. Off on XLA:CPU, where the
+    unrolled layers are faster for small models; on GPU and TPU the sampler's compile time then no
+    longer grows with depth (a decode step is one layer body however many layers)."""
+    return target_backend() != "cpu"
 
 
 def decode_multiply_add() -> bool:
@@ -408,10 +426,58 @@ def forward(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, *, mask_bt=
         return ForwardOut(out, None)
     if cache_index is None or key_mask_bs is None:
         raise ValueError("forward with a kv_cache needs cache_index and key_mask_bs")
+    if "stacked_layers" in params:
+        out, cache = _forward_cached_scan(params, cfg, tokens_bt, positions_bt, kv_cache, cache_index=cache_index,
+                                          key_mask_bs=key_mask_bs, attend_len=attend_len, return_hidden=return_hidden)
+        return ForwardOut(out, cache)
     model = bind(cfg, params)
     out, cache = model(tokens_bt, positions_bt, kv_cache=kv_cache, cache_index=cache_index,
                        key_mask_bs=key_mask_bs, attend_len=attend_len, return_hidden=return_hidden)
     return ForwardOut(out, cache)
+
+
+# ------------------------------------------------------------------------------------------------
+# Cached path with the layers scanned (scan_layers): one layer body in the program
+
+
+def stack_layers(params: dict, cfg: ModelConfig) -> dict:
+    """`params` with the per-layer dicts replaced by one `stacked_layers` pytree of [L, ...] arrays
+    (a copy of the layer weights). `forward` with a stacked cache (`init_kv_cache(stacked=True)`)
+    then scans over the layers."""
+    out = {k: v for k, v in params.items() if k != "layers"}
+    out["stacked_layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[params["layers"][i]
+                                                                       for i in range(cfg.num_layers)])
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _block_graph_and_abstract_state(cfg: ModelConfig):
+    return nnx.split(nnx.eval_shape(lambda: Block(cfg, nnx.Rngs(0))))
+
+
+def _forward_cached_scan(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, kv_cache, *, cache_index,
+                         key_mask_bs, attend_len, return_hidden):
+    graphdef, abstract = _block_graph_and_abstract_state(cfg)
+    x_bth = jnp.take(params["embed_tokens"], tokens_bt, axis=0).astype(cfg.jnp_dtype)
+    cos_btd, sin_btd = rope_tables(cfg, positions_bt, x_bth.dtype)
+    (ck_lbkds, cv_lbksd), = kv_cache
+
+    def body(carry, xs):
+        x_bth, ck, cv = carry
+        layer_params, layer = xs
+        state = jax.tree.map(lambda a: a, abstract)
+        nnx.replace_by_pure_dict(state, layer_params)
+        block = nnx.merge(graphdef, state)
+        x_bth, (ck, cv, _) = block(x_bth, cos_btd, sin_btd, cache=(ck, cv, layer), cache_index=cache_index,
+                                   key_mask_bs=key_mask_bs, attend_len=attend_len)
+        return (x_bth, ck, cv), None
+
+    (x_bth, ck_lbkds, cv_lbksd), _ = jax.lax.scan(
+        body, (x_bth, ck_lbkds, cv_lbksd), (params["stacked_layers"], jnp.arange(cfg.num_layers)))
+    hidden_bth = _rms_norm(x_bth, params["norm"]["weight"], cfg.rms_norm_eps)
+    if not return_hidden:
+        hidden_bth = hidden_bth @ head_weight(params, cfg).astype(hidden_bth.dtype)
+    return hidden_bth, [(ck_lbkds, cv_lbksd)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -496,11 +562,15 @@ def head_weight(params: dict, cfg: ModelConfig):
     return params["lm_head"]
 
 
-def init_kv_cache(cfg: ModelConfig, batch: int, num_slots: int, dtype=None) -> list:
-    """Zeroed cache: a (k_bkds, v_bksd) pair per layer (keys stored with the slots minor)."""
+def init_kv_cache(cfg: ModelConfig, batch: int, num_slots: int, dtype=None, *, stacked: bool = False) -> list:
+    """Zeroed cache: a (k_bkds, v_bksd) pair per layer (keys stored with the slots minor), or with
+    `stacked` one pair [(k_lbkds, v_lbksd)] holding every layer (for `stack_layers` params). Either
+    way the batch is axis -4 and the slots are axis -1 of keys, -2 of values."""
     dtype = dtype or cfg.jnp_dtype
-    b, s, k, d = batch, num_slots, cfg.num_kv_heads, cfg.head_dim
-    return [(jnp.zeros((b, k, d, s), dtype), jnp.zeros((b, k, s, d), dtype)) for _ in range(cfg.num_layers)]
+    b, s, k, d, n = batch, num_slots, cfg.num_kv_heads, cfg.head_dim, cfg.num_layers
+    if stacked:
+        return [(jnp.zeros((n, b, k, d, s), dtype), jnp.zeros((n, b, k, s, d), dtype))]
+    return [(jnp.zeros((b, k, d, s), dtype), jnp.zeros((b, k, s, d), dtype)) for _ in range(n)]
 
 
 def kv_cache_bytes(cfg: ModelConfig, batch: int, num_slots: int, dtype=jnp.float32) -> int:

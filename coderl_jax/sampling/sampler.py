@@ -212,12 +212,12 @@ def cache_slots(prompt_len: int, spec: DecodeSpec) -> int:
 
 
 def _grow_cache(cache, num_slots: int):
-    """Pad each layer's (k_bkds, v_bksd) with empty slots up to num_slots."""
+    """Pad each (k_bkds, v_bksd) pair (per layer, or stacked [L, ...]) with empty slots up to num_slots."""
     def pad(x, axis):
         widths = [(0, 0)] * x.ndim
         widths[axis] = (0, num_slots - x.shape[axis])
         return jnp.pad(x, widths)
-    return [(pad(k, 3), pad(v, 2)) for k, v in cache]
+    return [(pad(k, k.ndim - 1), pad(v, v.ndim - 2)) for k, v in cache]
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "spec"))
@@ -238,7 +238,10 @@ def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
 
     # prefill over the B prompts only, into a cache of exactly P slots
     TRACE_LOG.append(("prefill", b, p))
-    cache = transformer.init_kv_cache(cfg, b, p, cache_dtype)
+    stacked = transformer.scan_layers()  # GPU/TPU: one scanned layer body (compile time independent of depth)
+    if stacked:
+        params = transformer.stack_layers(params, cfg)
+    cache = transformer.init_kv_cache(cfg, b, p, cache_dtype, stacked=stacked)
     hidden_bph, cache = transformer.forward(params, cfg, prompt_bp, positions_bp, kv_cache=cache, cache_index=0,
                                             key_mask_bs=prompt_mask_bp, return_hidden=True)
     head_hv = transformer.head_weight(params, cfg).astype(hidden_bph.dtype)
@@ -246,7 +249,7 @@ def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
 
     # repeat per sample: row r*n + j
     rep = (lambda x: jnp.repeat(x, n, axis=0)) if n > 1 else (lambda x: x)
-    cache = jax.tree.map(rep, cache)
+    cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=x.ndim - 4) if n > 1 else x, cache)  # batch: axis -4
     logits_rv, key_mask_rp = rep(logits_bv), rep(prompt_mask_bp)
     position_r = rep(positions_bp[:, -1]) + 1
     TRACE_LOG.append(("decode", rows, p))

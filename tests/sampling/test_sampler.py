@@ -61,8 +61,9 @@ def test_logprobs_equal_full_forward(qwen2):
 
 
 def test_accelerator_layouts_sample_the_same(qwen2):
-    """Traced as for a GPU/TPU (separate q/k/v projections, decode attention as one einsum instead
-    of XLA:CPU's unrolled multiply-adds), the sampler gives the same tokens and log-probs."""
+    """Traced as for a GPU/TPU (layers scanned over stacked weights and a stacked KV cache,
+    separate q/k/v projections, decode attention as one einsum instead of XLA:CPU's unrolled
+    multiply-adds), the sampler gives the same tokens and log-probs."""
     import jax
 
     _, cfg, params = qwen2
@@ -71,7 +72,8 @@ def test_accelerator_layouts_sample_the_same(qwen2):
     jax.clear_caches()  # the jitted generate is cached by shapes, not by the layout chosen at trace time
     try:
         with transformer.compiling_for("gpu"):
-            assert not transformer.decode_multiply_add() and not transformer.fuse_projections()
+            assert transformer.scan_layers() and not transformer.decode_multiply_add()
+            assert not transformer.fuse_projections()
             acc = Sampler(cfg, params, max_cache_len=256, chunk=16, unroll=2).generate(PROMPTS, sp)
     finally:
         jax.clear_caches()
