@@ -49,6 +49,9 @@ class OptimConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0  # global norm; 0 disables
     momentum: float = 0.0  # sgd only (heavy ball); 0 = plain gradient steps
+    # parameter paths left untouched ("embed_tokens", "layers.0", "layers.0.self_attn.q_proj", ...):
+    # their gradients are dropped before clipping and the optimizer (the logged grad_norm still counts them)
+    frozen: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +109,34 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     else:
         raise ValueError(f"optim.name={cfg.name!r}: expected adamw or sgd")
     if cfg.grad_clip and cfg.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+        opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+    if cfg.frozen:
+        return optax.multi_transform({"trained": opt, "frozen": optax.set_to_zero()},
+                                     functools.partial(_frozen_labels, frozen=tuple(cfg.frozen)))
     return opt
+
+
+def param_path(path) -> str:
+    """A parameter's dotted path in the params dict: "layers.0.self_attn.q_proj"."""
+    return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _frozen_labels(params, frozen: tuple[str, ...]):
+    """"frozen" or "trained" per leaf; a prefix in optim.frozen that names no parameter is an error."""
+    used = set()
+
+    def label(path, _):
+        name = param_path(path)
+        hits = [f for f in frozen if name == f or name.startswith(f + ".")]
+        used.update(hits)
+        return "frozen" if hits else "trained"
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    unknown = [f for f in frozen if f not in used]
+    if unknown:
+        raise ValueError(f"optim.frozen: {unknown} name no parameter (paths look like 'embed_tokens', "
+                         "'layers.0', 'layers.3.mlp.down_proj', 'norm')")
+    return labels
 
 
 def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainState:

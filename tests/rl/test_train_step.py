@@ -12,7 +12,8 @@ from coderl_jax.models import transformer
 from coderl_jax.parallel.simulated import run_pytest_on_simulated_devices
 from coderl_jax.rl import train_step as train_step_module
 from coderl_jax.rl.train_step import (
-    LossConfig, OptimConfig, init_train_state, make_logprob_fn, make_optimizer, make_train_step,
+    LossConfig, OptimConfig, _micro_loss, init_train_state, make_logprob_fn, make_optimizer, make_train_step,
+    param_path,
 )
 
 CFG = ModelConfig(family="qwen2", vocab_size=97, hidden_size=32, intermediate_size=64, num_layers=2,
@@ -217,3 +218,41 @@ def test_remat_gives_the_same_gradients(setup):
 def test_sharded_step_on_8_simulated_devices():
     rc, out = run_pytest_on_simulated_devices(Path(__file__).parent / "multidevice_train_step.py")
     assert rc == 0, out
+
+
+def test_frozen_parameters_stay_and_the_rest_trains_as_without_them(setup):
+    import optax
+
+    # optim.frozen drops those gradients before clipping and AdamW: the frozen leaves stay bit for
+    # bit, and the trained ones get exactly the update of an optimizer over the trained leaves alone
+    params, batch = setup
+    frozen = ("embed_tokens", "layers.0")
+    cfg = OptimConfig(learning_rate=1e-2, grad_clip=1e-3, frozen=frozen)  # a clip that binds
+    opt = make_optimizer(cfg)
+    step = make_train_step(CFG, LossConfig(), opt)
+    state, _ = step(init_train_state(jax.tree.map(jnp.copy, params), opt), batch, jax.random.key(0))
+    is_frozen = lambda path: param_path(path).startswith(("embed_tokens", "layers.0."))  # noqa: E731
+    moved = jax.tree_util.tree_map_with_path(
+        lambda path, a, b: (is_frozen(path), float(jnp.max(jnp.abs(a - b)))), state.params, params)
+    pairs = jax.tree.leaves(moved, is_leaf=lambda x: isinstance(x, tuple))
+    assert all(d == 0.0 for f, d in pairs if f) and any(f for f, _ in pairs)
+    assert all(d > 0.0 for f, d in pairs if not f)
+    # the reference: clip + AdamW over the trained leaves' gradients only
+    grads = jax.grad(lambda p: _micro_loss(p, jax.device_put(batch), float(batch["loss_mask"].sum()), CFG,
+                                           LossConfig())[0])(params)
+    grads = jax.tree_util.tree_map_with_path(lambda path, g: jnp.zeros_like(g) if is_frozen(path) else g, grads)
+    norm = float(optax.tree.norm(grads))
+    scale = min(1.0, 1e-3 / norm)
+    # AdamW's first step: lr * g / (|g| + eps) (bias-corrected), plus decoupled weight decay
+    want = jax.tree_util.tree_map_with_path(
+        lambda path, p, g: p if is_frozen(path) else
+        p - 1e-2 * ((g * scale) / (jnp.abs(g * scale) + 1e-8) + cfg.weight_decay * p), params, grads)
+    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state.params, want))
+    assert max(diffs) < 1e-5
+
+
+def test_frozen_path_that_names_nothing_is_a_clear_error(setup):
+    params, _ = setup
+    opt = make_optimizer(OptimConfig(frozen=("layers.99",)))
+    with pytest.raises(ValueError, match=r"optim.frozen: \['layers.99'\] name no parameter"):
+        init_train_state(params, opt)
