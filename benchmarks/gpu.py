@@ -116,15 +116,10 @@ def sampler_prompts(cfg, args):
 def peer_sampler(cfg, args) -> dict:
     """transformers' `generate` on the same random architecture, bfloat16 weights, on the GPU."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from update import torch_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    hf = Qwen2Config(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                     num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                     num_key_value_heads=cfg.num_kv_heads, tie_word_embeddings=True,
-                     max_position_embeddings=cfg.max_position_embeddings)
-    model = Qwen2ForCausalLM(hf).to(device=device, dtype=torch.bfloat16).eval()
+    model = torch_model(cfg).to(device=device, dtype=torch.bfloat16).eval()
     prompts = torch.tensor(sampler_prompts(cfg, args), device=device)
 
     def run(new_tokens):
@@ -150,11 +145,10 @@ def peer_update(cfg, args, peak) -> dict:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     run, _ = torch_side(cfg, update_batch(cfg, args), 1, device=device, autocast=torch.bfloat16)
-    times = [run() for _ in range(args.repeats)]
-    best = statistics.median(times)
+    median_s = statistics.median(run() for _ in range(args.repeats))
     flops = update_model_flops(cfg, args.update_batch, args.length)
-    return {"peer_update_tokens_per_s_median": args.update_batch * args.length / best,
-            "peer_update_mfu": (flops / best / (peak * 1e12)) if peak else None}
+    return {"peer_update_tokens_per_s_median": args.update_batch * args.length / median_s,
+            "peer_update_mfu": (flops / median_s / (peak * 1e12)) if peak else None}
 
 
 def bench_update(cfg, params, args, peak) -> dict:
@@ -183,8 +177,8 @@ def bench_update(cfg, params, args, peak) -> dict:
     flops = update_model_flops(cfg, b, length)
     best = min(times)
     return {"update_batch": b, "length": length, "remat": args.remat, "micro_batches": args.micro,
-            "update_tokens_per_s": b * length / best,
-            "update_tokens_per_s_median": b * length / statistics.median(times), "update_step_s": best, "update_model_flops": flops,
+            "update_tokens_per_s": b * length / best, "update_tokens_per_s_median": b * length / statistics.median(times),
+            "update_step_s": best, "update_model_flops": flops,
             "update_xla_flops": xla_flops, "update_mfu": (flops / best / (peak * 1e12)) if peak else None,
             "update_compile_s": compile_s}
 

@@ -100,20 +100,26 @@ def ours(cfg, batch, steps):
     return run, compile_s
 
 
+def torch_model(cfg):
+    """A random transformers Qwen2ForCausalLM with `cfg`'s architecture (seeded)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        tie_word_embeddings=True, max_position_embeddings=cfg.max_position_embeddings))
+
+
 def torch_side(cfg, batch, steps, device="cpu", autocast=None):
     """The same step in transformers + PyTorch; on a GPU, `autocast=torch.bfloat16` gives float32
     master weights with bfloat16 compute, as our configs run."""
     import contextlib
 
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    torch.manual_seed(0)
-    hf = Qwen2Config(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                     num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                     num_key_value_heads=cfg.num_kv_heads, tie_word_embeddings=True,
-                     max_position_embeddings=cfg.max_position_embeddings)
-    model = Qwen2ForCausalLM(hf).to(device).train()
+    model = torch_model(cfg).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01)
     tokens = torch.tensor(batch["tokens"], dtype=torch.long, device=device)
     mask = torch.tensor(batch["loss_mask"][:, :-1], dtype=torch.float32, device=device)

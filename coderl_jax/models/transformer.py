@@ -86,22 +86,16 @@ class Attention(nnx.Module):
         g = n // k
         q_btkgd = q_btnd.reshape(b, t, k, g, d)
         # with a cache: write this call's keys/values, attend over the first s slots
+        new_k, new_v = k_btkd.transpose(0, 2, 3, 1), v_btkd.transpose(0, 2, 1, 3)  # the cache layouts
         if len(cache) == 3:  # every layer's cache stacked, [L, ...], and this layer's index (scan_layers)
-            ck_lbkds, cv_lbksd, layer = cache
-            ck_lbkds = jax.lax.dynamic_update_slice(
-                ck_lbkds, k_btkd.transpose(0, 2, 3, 1)[None].astype(ck_lbkds.dtype), (layer, 0, 0, 0, cache_index))
-            cv_lbksd = jax.lax.dynamic_update_slice(
-                cv_lbksd, v_btkd.transpose(0, 2, 1, 3)[None].astype(cv_lbksd.dtype), (layer, 0, 0, cache_index, 0))
-            new_cache = (ck_lbkds, cv_lbksd, layer)
-            ck_bkds = jax.lax.dynamic_index_in_dim(ck_lbkds, layer, keepdims=False)
-            cv_bksd = jax.lax.dynamic_index_in_dim(cv_lbksd, layer, keepdims=False)
+            ck, cv, layer = cache
+            lead, new_k, new_v = (layer,), new_k[None], new_v[None]
         else:
-            ck_bkds, cv_bksd = cache
-            ck_bkds = jax.lax.dynamic_update_slice(
-                ck_bkds, k_btkd.transpose(0, 2, 3, 1).astype(ck_bkds.dtype), (0, 0, 0, cache_index))
-            cv_bksd = jax.lax.dynamic_update_slice(
-                cv_bksd, v_btkd.transpose(0, 2, 1, 3).astype(cv_bksd.dtype), (0, 0, cache_index, 0))
-            new_cache = (ck_bkds, cv_bksd)
+            (ck, cv), lead = cache, ()
+        ck = jax.lax.dynamic_update_slice(ck, new_k.astype(ck.dtype), (*lead, 0, 0, 0, cache_index))
+        cv = jax.lax.dynamic_update_slice(cv, new_v.astype(cv.dtype), (*lead, 0, 0, cache_index, 0))
+        new_cache = (ck, cv, *lead)
+        ck_bkds, cv_bksd = (ck[lead[0]], cv[lead[0]]) if lead else (ck, cv)  # this layer's keys and values
         s = attend_len or ck_bkds.shape[-1]
         keys_bkds, values_bksd = ck_bkds[..., :s].astype(dt), cv_bksd[:, :, :s].astype(dt)
         key_mask_bs = key_mask_bs[:, :s]
@@ -396,7 +390,11 @@ def init_params(cfg: ModelConfig, rng: jax.Array | int = 0) -> dict:
 
 def bind(cfg: ModelConfig, params: dict) -> Transformer:
     """An NNX Transformer view over `params` (cheap; used inside jitted functions)."""
-    graphdef, abstract = _graph_and_abstract_state(cfg)
+    return _merge(*_graph_and_abstract_state(cfg), params)
+
+
+def _merge(graphdef, abstract, params: dict):
+    """The module of `graphdef` over the arrays of `params` (a pure dict shaped like `abstract`)."""
     state = jax.tree.map(lambda x: x, abstract)  # a fresh State to fill
     nnx.replace_by_pure_dict(state, params)
     return nnx.merge(graphdef, state)
@@ -465,9 +463,7 @@ def _forward_cached_scan(params: dict, cfg: ModelConfig, tokens_bt, positions_bt
     def body(carry, xs):
         x_bth, ck, cv = carry
         layer_params, layer = xs
-        state = jax.tree.map(lambda a: a, abstract)
-        nnx.replace_by_pure_dict(state, layer_params)
-        block = nnx.merge(graphdef, state)
+        block = _merge(graphdef, abstract, layer_params)
         x_bth, (ck, cv, _) = block(x_bth, cos_btd, sin_btd, cache=(ck, cv, layer), cache_index=cache_index,
                                    key_mask_bs=key_mask_bs, attend_len=attend_len)
         return (x_bth, ck, cv), None

@@ -248,8 +248,8 @@ def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
     logits_bv = hidden_bph[:, -1] @ head_hv
 
     # repeat per sample: row r*n + j
-    rep = (lambda x: jnp.repeat(x, n, axis=0)) if n > 1 else (lambda x: x)
-    cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=x.ndim - 4) if n > 1 else x, cache)  # batch: axis -4
+    rep = (lambda x, axis=0: jnp.repeat(x, n, axis=axis)) if n > 1 else (lambda x, axis=0: x)
+    cache = jax.tree.map(lambda x: rep(x, x.ndim - 4), cache)  # the cache's batch is axis -4
     logits_rv, key_mask_rp = rep(logits_bv), rep(prompt_mask_bp)
     position_r = rep(positions_bp[:, -1]) + 1
     TRACE_LOG.append(("decode", rows, p))
