@@ -329,21 +329,27 @@ def rope_tables(cfg: ModelConfig, positions_bt, dtype):
 
 def causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs):
     """Attention without a cache (training, scoring): causal among the t tokens, keys restricted by
-    `key_mask_bs` [b, t]. Returns [b, t, n*d].
+    `key_mask_bs` [b, t]. Returns [b, t, n*d]. Numerics are those of the cache path (scores in
+    float32, divided by sqrt(d), masked to NEG_INF).
 
-    Laid out for XLA:CPU: kv heads repeated to n and [b, n, t, d] operands, so both products are
-    plain batched matmuls (the grouped [b, k, g, t, s] einsum made XLA insert transposes around
-    every dot). For t >= 128 the queries are split in two halves and the first half scores only the
-    first half of the keys, skipping the fully masked quarter of the causal square. Numerics are
-    those of the cache path (scores in float32, divided by sqrt(d), masked to NEG_INF).
+    For t >= 128 the queries are split in two halves and the first half scores only the first half
+    of the keys, skipping the fully masked quarter of the causal square. On XLA:CPU the grouped
+    kernel below (`_grouped_attention`); elsewhere kv heads repeated to n and [b, n, t, d] operands,
+    so that a tensor axis over the query heads splits every operand the same way.
     """
     b, t, n, d = q_btnd.shape
+    kh = k_btkd.shape[2]
+    g = n // kh
+    if fuse_projections():
+        q_bkrd = q_btnd.reshape(b, t, kh, g, d).transpose(0, 2, 1, 3, 4).reshape(b, kh, t * g, d)
+        k_bksd, v_bksd = k_btkd.transpose(0, 2, 1, 3), v_btkd.transpose(0, 2, 1, 3)
+        out_bkrd = _grouped_attention(q_bkrd, k_bksd, v_bksd, key_mask_bs, g)
+        return out_bkrd.reshape(b, kh, t, g, d).transpose(0, 2, 1, 3, 4).reshape(b, t, n * d)
     dt = q_btnd.dtype
-    g = n // k_btkd.shape[2]
     q_bntd = q_btnd.transpose(0, 2, 1, 3)
     k_bnds = jnp.repeat(k_btkd, g, axis=2).transpose(0, 2, 3, 1)  # query head j uses kv head j // g
     v_bnsd = jnp.repeat(v_btkd, g, axis=2).transpose(0, 2, 1, 3)
-    blocks = 2 if t >= 128 and t % 2 == 0 else 1
+    blocks = _causal_blocks(t)
     tb = t // blocks
     out_blocks = []
     for i in range(blocks):
@@ -356,6 +362,72 @@ def causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs):
         out_blocks.append(probs_bnts @ v_bnsd[:, :, :end])
     out_bntd = jnp.concatenate(out_blocks, axis=2) if blocks > 1 else out_blocks[0]
     return out_bntd.transpose(0, 2, 1, 3).reshape(b, t, n * d)
+
+
+def _causal_blocks(t: int) -> int:
+    return 2 if t >= 128 and t % 2 == 0 else 1
+
+
+# The grouped kernel: per kv head, its g query heads are one matrix of t*g rows, row t*g + j being
+# position t of query head j, so every product is a batched matmul over [b, kv heads] with g times
+# more rows than per-head attention and no repeated keys or values (XLA:CPU runs these small-head
+# products 1.4-1.6x faster than the per-head ones). The backward pass is written out from the
+# saved probabilities: dP = dO V^T, dS = P (dP - rowsum(dO O)) / sqrt(d), dQ = dS K, dK = dS^T Q,
+# dV = P^T dO; autodiff of the softmax fused several extra elementwise passes into the products.
+# Measured in one process on the update benchmark: the whole step 1.11x faster than autodiff of
+# the per-head layout.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _grouped_attention(q_bkrd, k_bksd, v_bksd, key_mask_bs, g):
+    return _grouped_attention_fwd(q_bkrd, k_bksd, v_bksd, key_mask_bs, g)[0]
+
+
+def _row_blocks(q_rows: int, g: int):
+    """(query row slice, number of keys) per causal block."""
+    t = q_rows // g
+    blocks = _causal_blocks(t)
+    tb = t // blocks
+    return [(slice(i * tb * g, (i + 1) * tb * g), (i + 1) * tb) for i in range(blocks)]
+
+
+def _grouped_attention_fwd(q_bkrd, k_bksd, v_bksd, key_mask_bs, g):
+    dt, d = q_bkrd.dtype, q_bkrd.shape[-1]
+    probs, outs = [], []
+    for rows, end in _row_blocks(q_bkrd.shape[2], g):
+        scores_bkrs = jnp.einsum("bkrd,bksd->bkrs", q_bkrd[:, :, rows], k_bksd[:, :, :end]).astype(jnp.float32)
+        position_r = jnp.repeat(jnp.arange(rows.start // g, rows.stop // g), g)
+        mask_brs = (jnp.arange(end)[None, :] <= position_r[:, None])[None] & key_mask_bs[:, None, :end]
+        scores_bkrs = jnp.where(mask_brs[:, None], scores_bkrs / math.sqrt(d), NEG_INF)
+        probs_bkrs = jax.nn.softmax(scores_bkrs, axis=-1).astype(dt)
+        probs.append(probs_bkrs)
+        outs.append(jnp.einsum("bkrs,bksd->bkrd", probs_bkrs, v_bksd[:, :, :end]))
+    out_bkrd = jnp.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
+    return out_bkrd, (q_bkrd, k_bksd, v_bksd, out_bkrd, probs, key_mask_bs)
+
+
+def _grouped_attention_bwd(g, residuals, dout_bkrd):
+    q_bkrd, k_bksd, v_bksd, out_bkrd, probs, key_mask_bs = residuals
+    dt, d = q_bkrd.dtype, q_bkrd.shape[-1]
+    delta_bkr = jnp.sum(dout_bkrd.astype(jnp.float32) * out_bkrd.astype(jnp.float32), axis=-1)
+    dq, dk_bksd, dv_bksd = [], None, None
+    for (rows, end), probs_bkrs in zip(_row_blocks(q_bkrd.shape[2], g), probs):
+        dout = dout_bkrd[:, :, rows]
+        dprobs_bkrs = jnp.einsum("bkrd,bksd->bkrs", dout, v_bksd[:, :, :end]).astype(jnp.float32)
+        dscores_bkrs = (probs_bkrs.astype(jnp.float32) * (dprobs_bkrs - delta_bkr[:, :, rows, None])
+                        / math.sqrt(d)).astype(dt)
+        dq.append(jnp.einsum("bkrs,bksd->bkrd", dscores_bkrs, k_bksd[:, :, :end]))
+        dk = jnp.einsum("bkrs,bkrd->bksd", dscores_bkrs, q_bkrd[:, :, rows])
+        dv = jnp.einsum("bkrs,bkrd->bksd", probs_bkrs, dout)
+        if dk_bksd is not None:  # the earlier blocks saw a prefix of these keys
+            pad = [(0, 0), (0, 0), (0, end - dk_bksd.shape[2]), (0, 0)]
+            dk, dv = dk + jnp.pad(dk_bksd, pad), dv + jnp.pad(dv_bksd, pad)
+        dk_bksd, dv_bksd = dk, dv
+    dq_bkrd = jnp.concatenate(dq, axis=2) if len(dq) > 1 else dq[0]
+    return dq_bkrd, dk_bksd, dv_bksd, None
+
+
+_grouped_attention.defvjp(_grouped_attention_fwd, _grouped_attention_bwd)
 
 
 def apply_rope(x_btnd, cos_btd, sin_btd):
