@@ -6,7 +6,9 @@ no EOS stopping (both produce exactly 128 tokens per row). The two are run inter
 times each, and the medians are compared, so a busy machine slows both alike. Compile time (the
 first call of each shape) is reported separately and not counted.
 
-Then a batch-size sweep of our sampler (tokens/s and KV-cache bytes per batch size).
+Then a batch-size sweep of our sampler (tokens/s and KV-cache bytes per batch size). The process
+first applies `coderl_jax.cpu_runtime.tune_cpu_runtime()` as `coderl train` and
+benchmarks/update.py do (`--no-cpu-tuning` skips it); both sides run under it.
 The last line of output is one JSON object.
 
     python benchmarks/sampler.py [--repeats 3] [--sweep 8,16,32,64,128,256] [--no-sweep]
@@ -39,6 +41,7 @@ def parse_args(argv=None):
     ap.add_argument("--unroll", type=int, default=4)
     ap.add_argument("--cache-dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    ap.add_argument("--no-cpu-tuning", action="store_true", help="skip coderl_jax.cpu_runtime.tune_cpu_runtime")
     return ap.parse_args(argv)
 
 
@@ -62,6 +65,9 @@ def build_models(tmp: str):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from coderl_jax.cpu_runtime import tune_cpu_runtime
+
+    tuning = {} if args.no_cpu_tuning else tune_cpu_runtime()  # before JAX or torch start their threads
     import jax
     import numpy as np
     import torch
@@ -118,7 +124,7 @@ def main(argv=None) -> int:
     result = {"batch": b, "prompt_len": p, "new_tokens": n_new, "ours_tokens_per_s": round(ours_tps),
               "transformers_tokens_per_s": round(hf_tps), "ratio": round(ours_tps / hf_tps, 3),
               "ratio_fastest_runs": round(best, 3), "compile_s": round(compile_s, 2),
-              "cache_dtype": args.cache_dtype}
+              "cache_dtype": args.cache_dtype, "cpu_tuning": tuning}
 
     if not args.no_sweep:
         sweep = []
