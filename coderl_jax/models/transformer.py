@@ -225,6 +225,14 @@ def scan_layers() -> bool:
     return target_backend() != "cpu"
 
 
+def grouped_attention() -> bool:
+    """Whether training/scoring attention runs the grouped kernel (`_grouped_attention`: the g query
+    heads of a kv head as one matrix, hand-written backward) rather than kv heads repeated to n.
+    XLA:CPU only; elsewhere the per-head layout, which a tensor axis over the query heads splits
+    evenly whatever the number of kv heads."""
+    return target_backend() == "cpu"
+
+
 def decode_multiply_add() -> bool:
     """Whether a decode step's attention scores are written as head_dim explicit multiply-adds
     (XLA:CPU only, where they fuse into one elementwise loop and beat a batched dot) rather than
@@ -340,7 +348,7 @@ def causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs):
     b, t, n, d = q_btnd.shape
     kh = k_btkd.shape[2]
     g = n // kh
-    if fuse_projections():
+    if grouped_attention():
         q_bkrd = q_btnd.reshape(b, t, kh, g, d).transpose(0, 2, 1, 3, 4).reshape(b, kh, t * g, d)
         k_bksd, v_bksd = k_btkd.transpose(0, 2, 1, 3), v_btkd.transpose(0, 2, 1, 3)
         out_bkrd = _grouped_attention(q_bkrd, k_bksd, v_bksd, key_mask_bs, g)
