@@ -75,3 +75,21 @@ def test_training_attention_matches_references(backend, t, n, kh):
         scale = float(jnp.abs(ref_g).max())
         assert scale > 0, name
         assert float(jnp.abs(ours_g - ref_g).max()) <= 1e-5 * scale, name
+
+
+@pytest.mark.parametrize("backend", ["cpu", "tpu"])
+def test_rope_tables_computed_once_equal_the_plain_tables(backend):
+    # on XLA:CPU the no-cache path computes its RoPE tables inside a while loop that runs once (so
+    # XLA keeps them as buffers); the loop starts from the tables themselves, so whatever its trip
+    # count (0 when every position is negative), the values are rope_tables'
+    from coderl_jax.models import ModelConfig
+
+    cfg = ModelConfig(family="qwen2", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=1,
+                      num_heads=4, num_kv_heads=2, head_dim=8)
+    for positions in (np.arange(12)[None].repeat(2, 0), -1 - np.arange(12)[None].repeat(2, 0)):
+        positions = jnp.asarray(positions, jnp.int32)
+        with transformer.compiling_for(backend):
+            ours = jax.jit(lambda p: transformer._rope_tables_once(cfg, p, jnp.float32))(positions)
+        plain = transformer.rope_tables(cfg, positions, jnp.float32)
+        for a, b in zip(ours, plain):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
