@@ -3,7 +3,8 @@
 On XLA:CPU it runs the grouped kernel with a hand-written backward pass and a causal split into
 two query blocks (t >= 128); elsewhere the per-head layout. Both are checked here, forward against
 a NumPy loop over heads and positions, gradients against autodiff of a one-einsum JAX attention,
-on left-padded rows (a fully masked row included) and for grouped and plain multi-head attention.
+on left-padded rows (queries that see no valid key included) and for grouped and plain
+multi-head attention.
 """
 
 from __future__ import annotations
