@@ -3,8 +3,12 @@ alignment) on the embedded task suite, from the committed warm-started policy, o
 
 - data: the task suite (coderl_jax/data/suite.py, seed 0: 3,000 training problems, 300 held-out
   problems whose step compositions never occur in training), generated into the cache (~2 s);
-- policy: configs/models/coderl-tiny, a 3.2M-parameter Qwen2 with a 1,024-token BPE, warm-started
-  by `coderl sft` on reference solutions and traced states (docs/sft.md re-creates it);
+- policy: configs/models/coderl-tiny-early, a 3.2M-parameter Qwen2 with a 1,024-token BPE,
+  warm-started by `coderl sft` on reference solutions and traced states and stopped mid-training
+  (450 steps at a constant learning rate, held-out greedy pass@1 27%; docs/sft.md re-creates it).
+  Its supervised loss has not settled, so GRPO on unit-test rewards has room to move it; from the
+  fully annealed 600-step model (configs/models/coderl-tiny, 58%) every update that moved the
+  policy lowered pass@1 (README);
 - evaluation: greedy held-out pass@1 on 100 held-out problems and the alignment probe (32 held-out
   programs) every 10 steps and at the end; plots and a summary table when the run ends.
 """
@@ -35,7 +39,7 @@ def _probe_file(n: int = 32) -> str:
 
 
 config = TrainConfig(
-    model=str(HERE / "models" / "coderl-tiny"),
+    model=str(HERE / "models" / "coderl-tiny-early"),
     out_dir="runs/default",
     steps=40,
     seed=0,

@@ -53,3 +53,24 @@ def test_grpo_config_trains_on_compositions_its_warm_start_never_saw(tmp_path, m
     assert info["data"]["train_problems"] == len(sft)
     model_cfg, _ = load_hf(cfg.model)
     assert model_cfg.vocab_size <= 2048
+
+
+def test_default_warm_start_is_the_documented_recipe_and_shares_the_tokenizer():
+    """The default's policy is the mid-training warm start that docs/sft.md re-creates (450 steps at
+    a constant learning rate after warmup), with the tokenizer of the annealed 600-step model, so
+    either can be swapped in with `model=`."""
+    import json
+
+    from coderl_jax.train.config_util import load_config_file
+
+    cfg = load_config_file(REPO / "configs" / "default_cpu.py")
+    model = Path(cfg.model)
+    assert model.name == "coderl-tiny-early"
+    info = json.loads((model / "sft.json").read_text())
+    args = info["args"]
+    assert (args["steps"], args["schedule"], args["lr"], args["warmup"], args["batch"]) == (450, "warmup_constant", 2e-3, 30, 16)
+    assert args["rl_reserve"] == 0.0 and info["data"]["train_problems"] == 3000
+    assert info["command"] in (REPO / "docs" / "sft.md").read_text().replace("\\\n    ", "")
+    annealed = REPO / "configs" / "models" / "coderl-tiny"
+    assert (model / "tokenizer.json").read_bytes() == (annealed / "tokenizer.json").read_bytes()
+    assert 0.1 < info["eval"]["heldout"]["pass@1"] < 0.5  # room to learn, well above zero
