@@ -55,7 +55,7 @@ def test_grpo_config_trains_on_compositions_its_warm_start_never_saw(tmp_path, m
     assert model_cfg.vocab_size <= 2048
 
 
-def test_default_warm_start_is_the_documented_recipe_and_shares_the_tokenizer():
+def test_default_warm_start_is_the_documented_recipe_and_shares_the_tokenizer(tmp_path, monkeypatch):
     """The default's policy is the mid-training warm start that docs/sft.md re-creates (450 steps at
     a constant learning rate after warmup), with the tokenizer of the annealed 600-step model, so
     either can be swapped in with `model=`."""
@@ -63,6 +63,7 @@ def test_default_warm_start_is_the_documented_recipe_and_shares_the_tokenizer():
 
     from coderl_jax.train.config_util import load_config_file
 
+    monkeypatch.setenv("CODERL_CACHE", str(tmp_path))  # loading the config writes the suite files
     cfg = load_config_file(REPO / "configs" / "default_cpu.py")
     model = Path(cfg.model)
     assert model.name == "coderl-tiny-early"
