@@ -154,7 +154,8 @@ def peer_update(cfg, args, peak) -> dict:
 def bench_update(cfg, params, args, peak) -> dict:
     import jax
 
-    from coderl_jax.rl.train_step import LossConfig, OptimConfig, init_train_state, make_optimizer, make_train_step
+    from coderl_jax.optim import OptimConfig, make_optimizer
+    from coderl_jax.rl.train_step import LossConfig, init_train_state, make_train_step
 
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-6))
     step = make_train_step(cfg, LossConfig(kl_coef=0.001, remat=args.remat), optimizer, num_micro=args.micro)

@@ -79,7 +79,8 @@ def ours(cfg, batch, steps):
     import jax.numpy as jnp
 
     from coderl_jax.models import init_params
-    from coderl_jax.rl.train_step import LossConfig, OptimConfig, init_train_state, make_optimizer, make_train_step
+    from coderl_jax.optim import OptimConfig, make_optimizer
+    from coderl_jax.rl.train_step import LossConfig, init_train_state, make_train_step
 
     opt = make_optimizer(OptimConfig(learning_rate=1e-6))
     step = make_train_step(cfg, LossConfig(), opt)

@@ -12,12 +12,12 @@ import sys
 
 SUBCOMMANDS = {
     "train": ("coderl_jax.train.cli", "GRPO training (resumes from the last checkpoint in out_dir)"),
-    "ablate": ("coderl_jax.train.ablation", "GRPO vs CodeRL+ vs alignment only, several seeds, held-out table"),
-    "sft": ("coderl_jax.train.sft_cli", "supervised warm start: a small policy + tokenizer as a Hugging Face directory"),
+    "ablate": ("coderl_jax.experiments.cli", "GRPO vs CodeRL+ vs alignment only, several seeds, held-out table"),
+    "sft": ("coderl_jax.sft.cli", "supervised warm start: a small policy + tokenizer as a Hugging Face directory"),
     "generate": ("coderl_jax.sampling.cli", "sample completions from a model"),
     "export": ("coderl_jax.models.export_cli", "write parameters as a Hugging Face directory"),
     "eval": ("coderl_jax.eval.cli", "pass@k on HumanEval, MBPP, LeetCode, LiveCodeBench and CRUXEval files"),
-    "plan": ("coderl_jax.train.plan", "compile a config ahead of time for a TPU topology: per-chip memory, fits or not, FLOPs per step"),
+    "plan": ("coderl_jax.plan.cli", "compile a config ahead of time for a TPU topology: per-chip memory, fits or not, FLOPs per step"),
 }
 
 

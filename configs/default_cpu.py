@@ -19,7 +19,8 @@ from pathlib import Path
 
 from coderl_jax.alignment.config import AlignmentConfig
 from coderl_jax.data.suite import generate_suite, write_suite
-from coderl_jax.rl.train_step import LossConfig, OptimConfig
+from coderl_jax.optim import OptimConfig
+from coderl_jax.rl.train_step import LossConfig
 from coderl_jax.train.config import DataConfig, EvalConfig, RolloutConfig, TracerConfig, TrainConfig
 
 HERE = Path(__file__).resolve().parent

@@ -7,7 +7,8 @@ the machinery, not learning.
 
 from pathlib import Path
 
-from coderl_jax.rl.train_step import LossConfig, OptimConfig
+from coderl_jax.optim import OptimConfig
+from coderl_jax.rl.train_step import LossConfig
 from coderl_jax.train.config import DataConfig, EvalConfig, RolloutConfig, TrainConfig
 
 HERE = Path(__file__).resolve().parent

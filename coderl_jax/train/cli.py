@@ -6,8 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-# the embedded default: CodeRL+ on the task suite from the committed warm start (~12 min on 2 cores)
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default_cpu.py"
+from coderl_jax.train.config_util import DEFAULT_CONFIG
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 from coderl_jax.alignment.config import AlignmentConfig
-from coderl_jax.rl.train_step import LossConfig, OptimConfig
+from coderl_jax.optim import OptimConfig
+from coderl_jax.rl.train_step import LossConfig
 
 
 @dataclasses.dataclass(frozen=True)

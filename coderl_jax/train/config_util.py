@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 
+# the embedded default: `coderl train` (and `coderl ablate`) with no --config
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default_cpu.py"
+
+
 class ConfigOverrideError(ValueError):
     pass
 
@@ -119,6 +123,3 @@ def _set(obj, path: list[str], text: str, full_key: str):
         raise ConfigOverrideError(f"override {full_key}: {name!r} is a nested config; set one of its fields")
     return dataclasses.replace(obj, **{name: _parse_value(full_key, text, hints[name])})
 
-
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)

@@ -27,12 +27,12 @@ from coderl_jax.parallel.hosts import HostShardedTracer, gather_objects, interle
 from coderl_jax.rl import compute_advantages, zero_variance_fraction
 from coderl_jax.alignment.probe import load_probe, probe
 from coderl_jax.alignment.task import AlignmentTask, alignment_metrics
+from coderl_jax.optim import learning_rate_schedule, make_optimizer
 from coderl_jax.rl.train_step import (
-    BATCH_FIELDS, init_train_state, learning_rate_schedule, make_optimizer, make_sharded_train_step, make_train_step,
-    sequence_logprobs, shard_batch,
+    BATCH_FIELDS, init_train_state, make_sharded_train_step, make_train_step, sequence_logprobs, shard_batch,
 )
 from coderl_jax.train.config import TrainConfig
-from coderl_jax.train.rewards import get_reward
+from coderl_jax.rl.rewards import get_reward
 from coderl_jax.rl.packing import pack_rollouts
 
 log = logging.getLogger("coderl_jax.train")

@@ -16,7 +16,8 @@ every decoder layer rematerialised in the backward pass.
 from __future__ import annotations
 
 from coderl_jax.alignment.config import AlignmentConfig
-from coderl_jax.rl.train_step import LossConfig, OptimConfig
+from coderl_jax.optim import OptimConfig
+from coderl_jax.rl.train_step import LossConfig
 from coderl_jax.train.config import DataConfig, EvalConfig, MeshConfig, RolloutConfig, TrainConfig
 
 PAPER_STEPS = 656

@@ -41,7 +41,8 @@ def main() -> int:
     from coderl_jax.models import ModelConfig
     from coderl_jax.models.transformer import param_shapes
     from coderl_jax.parallel import make_mesh
-    from coderl_jax.rl.train_step import LossConfig, OptimConfig, TrainState, make_optimizer, make_sharded_train_step
+    from coderl_jax.optim import OptimConfig, make_optimizer
+    from coderl_jax.rl.train_step import LossConfig, TrainState, make_sharded_train_step
 
     assert jax.process_count() == a.num_processes and jax.local_device_count() == a.local_devices
     cfg = ModelConfig(family="qwen2", vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=1,

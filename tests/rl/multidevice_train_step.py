@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -17,9 +16,10 @@ from jax.sharding import NamedSharding
 
 from coderl_jax.models import ModelConfig, init_params
 from coderl_jax.parallel import make_mesh
-from coderl_jax.rl.train_step import (LossConfig, OptimConfig, init_train_state, make_logprob_fn,
-                                      make_optimizer, make_sharded_train_step, make_train_step, shard_batch,
-                                      shard_state)
+from coderl_jax.optim import OptimConfig, make_optimizer
+from coderl_jax.rl.train_step import (
+    LossConfig, init_train_state, make_logprob_fn, make_sharded_train_step, make_train_step, shard_batch, shard_state,
+)
 
 MESHES = [(8, 1, 1), (2, 2, 2), (1, 2, 4)]  # (data, fsdp, tensor)
 # every dimension divisible by the tensor axis (4), so parameters really are split

@@ -11,10 +11,8 @@ from coderl_jax.models import ModelConfig, init_params
 from coderl_jax.models import transformer
 from coderl_jax.parallel.simulated import run_pytest_on_simulated_devices
 from coderl_jax.rl import train_step as train_step_module
-from coderl_jax.rl.train_step import (
-    LossConfig, OptimConfig, _micro_loss, init_train_state, make_logprob_fn, make_optimizer, make_train_step,
-    param_path,
-)
+from coderl_jax.optim import OptimConfig, make_optimizer, param_path
+from coderl_jax.rl.train_step import LossConfig, _micro_loss, init_train_state, make_logprob_fn, make_train_step
 
 CFG = ModelConfig(family="qwen2", vocab_size=97, hidden_size=32, intermediate_size=64, num_layers=2,
                   num_heads=4, num_kv_heads=2, head_dim=8, attention_bias=True, tie_word_embeddings=True)
@@ -171,7 +169,7 @@ def test_updates_raise_likelihood_of_advantaged_sequences(setup):
 
 
 def test_schedules():
-    from coderl_jax.rl.train_step import learning_rate_schedule
+    from coderl_jax.optim import learning_rate_schedule
     warm = learning_rate_schedule(OptimConfig(learning_rate=1.0, schedule="warmup_constant", warmup_steps=10))
     assert float(warm(0)) == 0.0 and float(warm(5)) == pytest.approx(0.5) and float(warm(50)) == 1.0
     cos = learning_rate_schedule(OptimConfig(learning_rate=1.0, schedule="cosine", warmup_steps=0, total_steps=100))

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from coderl_jax.alignment.config import AlignmentConfig
-from coderl_jax.rl.train_step import LossConfig, OptimConfig
+from coderl_jax.optim import OptimConfig
+from coderl_jax.rl.train_step import LossConfig
 from coderl_jax.sampling.sampler import Completion, Sampler
 from coderl_jax.train.config import DataConfig, EvalConfig, RolloutConfig, TracerConfig, TrainConfig
 

@@ -2,7 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coderl_jax.rl.train_step import OptimConfig, init_train_state, make_optimizer
+from coderl_jax.optim import OptimConfig, make_optimizer
+from coderl_jax.rl.train_step import init_train_state
 from coderl_jax.train.checkpointing import Checkpointer
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coderl_jax.rl.train_step import LossConfig, OptimConfig
+from coderl_jax.optim import OptimConfig
+from coderl_jax.rl.train_step import LossConfig
 from coderl_jax.train.config import DataConfig, EvalConfig, RolloutConfig, TracerConfig, TrainConfig
-from coderl_jax.train.rewards import register_reward
+from coderl_jax.rl.rewards import register_reward
 
 REPO = Path(__file__).resolve().parents[2]
 VOWELS = set("aeiouAEIOU")

@@ -16,9 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = '''
 from pathlib import Path
 import numpy as np
-from coderl_jax.rl.train_step import LossConfig, OptimConfig
+from coderl_jax.optim import OptimConfig
+from coderl_jax.rl.train_step import LossConfig
 from coderl_jax.train.config import DataConfig, EvalConfig, RolloutConfig, TrainConfig
-from coderl_jax.train.rewards import register_reward, unit_test_reward
+from coderl_jax.rl.rewards import register_reward, unit_test_reward
 
 @register_reward("tests_plus_lowercase")
 def reward(pool, problems, responses, *, timeout_s):

@@ -273,7 +273,7 @@ def test_cli_refuses_a_non_empty_out_dir(tmp_path, capsys):
 def test_the_generated_suite_gives_code_examples():
     from coderl_jax.data.suite import generate_suite
     from coderl_jax.data.responses import extract_code
-    from coderl_jax.train.sft_cli import split_suite
+    from coderl_jax.sft.cli import split_suite
 
     train, heldout = split_suite(generate_suite(0, n_train=5, n_heldout=3))
     assert len(train) == 5 and len(heldout) == 3
@@ -285,7 +285,7 @@ def test_rl_reserve_keeps_the_reserved_compositions_out_of_the_warm_start():
     from argparse import Namespace
 
     from coderl_jax.data.suite import generate_suite, reserve_for_rl
-    from coderl_jax.train.sft_cli import load_problems
+    from coderl_jax.sft.cli import load_problems
 
     args = Namespace(train=None, heldout=None, suite_seed=0, n_train=300, n_heldout=10, rl_reserve=0.25)
     train, heldout, source = load_problems(args)

@@ -15,7 +15,7 @@ import pytest
 
 from coderl_jax.models.config import ModelConfig
 from coderl_jax.train.config_util import load_config_file
-from coderl_jax.train.plan import ACCELERATOR_TYPES, PlanError, find_libtpu, model_config_path, parse_topology
+from coderl_jax.plan import ACCELERATOR_TYPES, PlanError, find_libtpu, model_config_path, parse_topology
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(REPO.glob("configs/qwen25_coder_*.py"))

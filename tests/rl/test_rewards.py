@@ -3,7 +3,7 @@
 import numpy as np
 
 from coderl_jax.data.records import Problem
-from coderl_jax.train.rewards import get_reward
+from coderl_jax.rl.rewards import get_reward
 
 # keep the numbers greater than 2, four stdio cases
 PROBLEM = Problem(id="gt2", prompt="keep the numbers greater than 2",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coderl_jax.train.ablation import run_ablation
+from coderl_jax.experiments.ablation import run_ablation
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "tiny_cpu.py")

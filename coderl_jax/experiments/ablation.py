@@ -1,0 +1,179 @@
+"""The paper's ablation in miniature: GRPO vs CodeRL+ vs alignment only, from one warm start.
+
+    coderl ablate [--config F] [--arms grpo,coderl,align_only] [--seeds 0,1,2] [--steps N]
+                  [--out runs/ablation] [--eval-samples 4] [key=value ...]
+
+Every (arm, seed) is a `coderl train` run of the config with the arm's switches, the seed and the
+steps; then its last checkpoint is evaluated on the held-out split (`data.eval_path`):
+
+    pass@1           unbiased pass@1 over `--eval-samples` samples per problem at
+                     `--eval-temperature` (coderl_jax.eval, sandboxed unit tests)
+    code reasoning   greedy: the final output of an unseen reference program on its first input
+                     (alignment/reasoning.py); `state` = every traced item right
+    test output      greedy: the expected output of an unseen problem for its first input, no program
+
+The warm start (the config's model) is evaluated the same way. Results are mean ± std over seeds
+in `<out>/ablation.md` (a markdown table), `<out>/ablation.json` and `<out>/ablation.png`. Each
+finished run keeps its `result.json`, so rerunning the command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("coderl_jax.ablation")
+
+ARMS = {
+    "grpo": ["alignment.mode=off"],
+    "coderl": ["alignment.mode=coderl"],
+    "align_only": ["alignment.mode=only"],
+}
+COLUMNS = (("pass@1", "held-out pass@1"), ("code_reasoning", "code reasoning"), ("state_accuracy", "state (all items)"),
+           ("test_output", "test output"))
+
+
+def arm_config(config_path: str, arm: str, seed: int, out_dir: Path, steps: int | None, overrides: list[str]):
+    from coderl_jax.train.config_util import apply_overrides, load_config_file
+
+    extra = [*overrides, *ARMS[arm], f"seed={seed}", f"out_dir={out_dir}"]
+    if steps is not None:
+        extra.append(f"steps={steps}")
+    return apply_overrides(load_config_file(config_path), extra).validate()
+
+
+def heldout_scores(cfg, model: Path, out_dir: Path, *, samples: int, temperature: float, seed: int) -> dict:
+    """pass@1 and the reasoning accuracies of `model` (an HF dir or a checkpoints root) on the
+    config's held-out problems."""
+    from coderl_jax.alignment.reasoning import reasoning_accuracy, reference_records
+    from coderl_jax.data.chat import render_prompt
+    from coderl_jax.data.readers import read_problems
+    from coderl_jax.eval import evaluate, load_benchmark, load_model, settings_for
+    from coderl_jax.models.tiny import default_model_dir
+    from coderl_jax.sampling.sampler import SamplingParams
+    from coderl_jax.train.loop import make_tracer
+
+    if str(model) == "tiny-random":
+        model = default_model_dir()
+    length = cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
+    generator = load_model(model, max_cache_len=length)
+    tracer = make_tracer(cfg)
+    try:
+        items = load_benchmark("problems", cfg.data.eval_path, limit=cfg.eval.max_problems)
+        settings = settings_for("problems", n=samples, k=(1,), temperature=temperature,
+                                max_new_tokens=cfg.rollout.max_new_tokens, seed=seed, raw_prompt=cfg.data.raw_prompts,
+                                system=cfg.data.system_prompt, timeout_s=cfg.tracer.timeout_s, batch_size=64)
+        summary = evaluate("problems", items, generator, tracer, out_dir, settings, data_path=cfg.data.eval_path,
+                           progress=False)
+        problems, _ = read_problems(cfg.data.eval_path)
+        pairs = reference_records(problems[: cfg.eval.max_problems], tracer, k=cfg.alignment.k)
+        tok = generator.tokenizer
+
+        def generate(texts):
+            ids = [tok.encode(render_prompt(t, tok, system=cfg.data.system_prompt, raw=cfg.data.raw_prompts),
+                              add_special_tokens=False)[-cfg.data.max_prompt_tokens:] for t in texts]
+            sp = SamplingParams(n=1, max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0, seed=seed)
+            return [g[0].text for g in generator.sampler.generate(ids, sp)]
+
+        scores = {"pass@1": float(summary["pass@1"]), "problems": len(items)}
+        scores.update(reasoning_accuracy(generate, pairs))
+        return scores
+    finally:
+        if hasattr(tracer, "close"):
+            tracer.close()
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def aggregate(results: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, float]]]:
+    return {arm: {key: mean_std([r[key] for r in runs if key in r]) for key, _ in COLUMNS
+                  if any(key in r for r in runs)} for arm, runs in results.items() if runs}
+
+
+def markdown(agg: dict, seeds: list[int], steps) -> str:
+    head = "| arm | " + " | ".join(label for _, label in COLUMNS) + " |"
+    lines = [f"Held-out split, mean ± std over seeds {seeds} ({steps} steps per run).", "", head,
+             "|---|" + "---|" * len(COLUMNS)]
+    for arm, cols in agg.items():
+        cells = [f"{100 * cols[k][0]:.1f} ± {100 * cols[k][1]:.1f}" if k in cols else "—" for k, _ in COLUMNS]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(agg: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(agg)
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=100)
+    width = 0.8 / max(len(arms), 1)
+    x = np.arange(len(COLUMNS))
+    for i, arm in enumerate(arms):
+        means = [100 * agg[arm].get(k, (0.0, 0.0))[0] for k, _ in COLUMNS]
+        stds = [100 * agg[arm].get(k, (0.0, 0.0))[1] for k, _ in COLUMNS]
+        ax.bar(x + (i - (len(arms) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=arm)
+    ax.set_xticks(x, [label for _, label in COLUMNS], fontsize=8)
+    ax.set_ylabel("% (held-out)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_ablation(config_path: str, *, arms: list[str], seeds: list[int], out: Path, steps: int | None,
+                 overrides: list[str], eval_samples: int = 4, eval_temperature: float = 0.2,
+                 train_fn=None, score_fn=None) -> dict:
+    from coderl_jax.train.loop import train as default_train
+
+    train_fn = train_fn or default_train
+    score_fn = score_fn or heldout_scores
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
+    results: dict[str, list[dict]] = {"warm start": []}
+    for seed in seeds:
+        cfg = arm_config(config_path, arms[0], seed, out / "warm_start" / f"seed_{seed}", steps, overrides)
+        results["warm start"].append(_cached(out / "warm_start" / f"seed_{seed}" / "result.json", lambda: score_fn(
+            cfg, Path(cfg.model), out / "warm_start" / f"seed_{seed}" / "eval", samples=eval_samples,
+            temperature=eval_temperature, seed=seed)))
+    for arm in arms:
+        results[arm] = []
+        for seed in seeds:
+            run_dir = out / arm / f"seed_{seed}"
+            cfg = arm_config(config_path, arm, seed, run_dir, steps, overrides)
+
+            def compute(cfg=cfg, run_dir=run_dir, seed=seed):
+                log.info("ablation: %s seed %d -> %s", cfg.alignment.mode, seed, run_dir)
+                train_fn(cfg)
+                return score_fn(cfg, run_dir / "checkpoints", run_dir / "heldout", samples=eval_samples,
+                                temperature=eval_temperature, seed=seed)
+
+            results[arm].append(_cached(run_dir / "result.json", compute))
+    agg = aggregate(results)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(agg, seeds, steps if steps is not None else "config")
+    (out / "ablation.md").write_text(table)
+    (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "steps": steps, "runs": results,
+                                                   "mean_std": agg}, indent=2) + "\n")
+    plot(agg, out / "ablation.png")
+    return {"table": table, "aggregate": agg, "runs": results}
+
+
+def _cached(path: Path, compute) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    return result

@@ -1,0 +1,336 @@
+"""`coderl plan --config F [--topology v5p:2x4x4]`: prove that a pod configuration fits before renting it.
+
+The three programs a training step runs on the accelerators are compiled ahead of time for the
+TPU topology, on this (CPU) machine, with the same shardings the trainer uses:
+
+  rollout  `generate_tokens` for `rollout.prompts_per_generate` prompts x `group_size` samples, with
+           a copy of the weights in the compute dtype laid out by the sampling rules (no fsdp split).
+           It is compiled as one decode loop over a cache of the final size (the sampler proper grows
+           its cache over up to 8 loops, each unrolled 4 steps): an upper bound on its memory, and a
+           program XLA compiles in minutes rather than tens of minutes for a 28-layer model;
+  scoring  the old / reference log-probs (`sequence_logprobs`) of one micro-batch of rows;
+  update   the sharded train step (`make_sharded_train_step`) on one mini-batch, its micro-batches
+           accumulated inside the step, the state donated.
+
+libtpu provides the compiler: `jax.experimental.topologies.get_topology_desc` returns compile-only
+devices for a topology name, so no TPU is needed. Nothing is materialised: parameters, optimizer
+state and batches are `jax.ShapeDtypeStruct`s with shardings.
+
+Memory. Between the programs the train state (parameters + optimizer state) and, with a KL term,
+the reference parameters stay resident; each program adds what XLA's memory analysis reports for it
+beyond that (its other arguments, outputs not aliased to donated inputs, temporaries). A phase fits
+when resident + added <= the chip's HBM; the step fits when every phase does.
+
+FLOPs. From XLA's cost analysis, per chip. XLA counts the body of a loop once, so the update's
+count (a scan over micro-batches) is multiplied by `micro_batches`; the sampler's loops (one
+decode step per token) are counted analytically instead (2 x parameters + attention per token),
+and its time is also bounded from below by reading the weights and the KV cache from HBM once per
+decode step. The step time is FLOPs / (chips x peak x MFU) plus that bandwidth bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+GIB = 1024**3
+REPO = Path(__file__).resolve().parents[2]
+MODELS_DIR = REPO / "configs" / "models"
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+    name: str
+    hbm_gib: float  # per chip
+    peak_bf16_tflops: float  # per chip, dense
+    hbm_gbps: float  # per chip, GB/s
+
+
+# Per-chip figures from Cloud TPU's published system specs (HBM capacity and bandwidth, bf16 peak).
+CHIPS = {
+    "v4": Chip("TPU v4", 32, 275, 1228),
+    "v5e": Chip("TPU v5e", 16, 197, 819),
+    "v5p": Chip("TPU v5p", 95, 459, 2765),
+    "v6e": Chip("TPU v6e (Trillium)", 32, 918, 1640),
+}
+# accelerator types (gcloud's names; v4 / v5p count TensorCores, two per chip) -> topology names
+ACCELERATOR_TYPES = {
+    "v5p-8": "v5p:2x2x1", "v5p-16": "v5p:2x2x2", "v5p-32": "v5p:2x2x4", "v5p-64": "v5p:2x4x4",
+    "v5p-128": "v5p:4x4x4", "v5p-256": "v5p:4x4x8",
+    "v6e-1": "v6e:1x1", "v6e-4": "v6e:2x2", "v6e-8": "v6e:2x4", "v6e-16": "v6e:4x4", "v6e-32": "v6e:4x8",
+    "v6e-64": "v6e:8x8", "v6e-128": "v6e:8x16", "v6e-256": "v6e:16x16",
+    "v5litepod-4": "v5e:2x2", "v5litepod-8": "v5e:2x4", "v5litepod-16": "v5e:4x4", "v5litepod-64": "v5e:8x8",
+    "v4-8": "v4:2x2x1", "v4-16": "v4:2x2x2", "v4-32": "v4:2x2x4",
+}
+
+
+class PlanError(ValueError):
+    pass
+
+
+def parse_topology(name: str) -> tuple[str, Chip, int]:
+    """(libtpu topology name, chip, number of chips) for "v5p:2x4x4" or an accelerator type "v5p-64"."""
+    name = ACCELERATOR_TYPES.get(name, name)
+    m = re.fullmatch(r"(v4|v5e|v5p|v6e):(\d+(?:x\d+)+)", name)
+    if not m:
+        raise PlanError(f"topology {name!r}: expected e.g. v5p:2x4x4, v6e:8x8, v5e:4x4 or an accelerator type "
+                        f"({', '.join(sorted(ACCELERATOR_TYPES))})")
+    return name, CHIPS[m.group(1)], math.prod(int(x) for x in m.group(2).split("x"))
+
+
+def find_libtpu() -> str | None:
+    """Path of libtpu.so: $TPU_LIBRARY_PATH, else the installed `libtpu` package."""
+    path = os.environ.get("TPU_LIBRARY_PATH")
+    if path and Path(path).exists():
+        return path
+    import importlib.util
+
+    spec = importlib.util.find_spec("libtpu")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        candidate = Path(loc) / "libtpu.so"
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def model_config_path(model: str) -> Path:
+    """The config.json describing `model`: its own (a local HF directory), else the one shipped under
+    configs/models/<basename> (the paper's models, whose weights are not needed to plan)."""
+    own = Path(model).expanduser() / "config.json"
+    if own.exists():
+        return own
+    shipped = MODELS_DIR / Path(model.rstrip("/")).name / "config.json"
+    if shipped.exists():
+        return shipped
+    raise PlanError(f"model {model!r}: no config.json there nor under {MODELS_DIR}/<name>/ "
+                    f"(pass --model-config FILE)")
+
+
+# ------------------------------------------------------------------------------------------------
+# The three programs
+
+
+def _abstract(tree, shardings):
+    import jax
+
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), tree, shardings)
+
+
+def _per_chip_bytes(tree) -> int:
+    """Bytes of one device's shard of every leaf (ShapeDtypeStructs with NamedShardings)."""
+    import jax
+    import numpy as np
+
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        shape = leaf.sharding.shard_shape(leaf.shape)
+        total += int(np.prod(shape, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize
+    return total
+
+
+def _mem(compiled) -> dict:
+    ma = compiled.memory_analysis()
+    return {"arguments": ma.argument_size_in_bytes, "outputs": ma.output_size_in_bytes,
+            "aliased": ma.alias_size_in_bytes, "temporaries": ma.temp_size_in_bytes,
+            "code": ma.generated_code_size_in_bytes}
+
+
+def _flops(compiled) -> float:
+    ca = compiled.cost_analysis()
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else {}
+    return float((ca or {}).get("flops", 0.0))
+
+
+def sampler_flops_per_token(model_cfg, context: float) -> float:
+    """Forward FLOPs of one decode token at an average attended context of `context` slots."""
+    n, d, layers = model_cfg.num_heads, model_cfg.head_dim, model_cfg.num_layers
+    matmul = 2 * (model_cfg.num_params() - model_cfg.vocab_size * model_cfg.hidden_size)  # no embedding lookup
+    if model_cfg.tie_word_embeddings:
+        matmul += 2 * model_cfg.vocab_size * model_cfg.hidden_size  # the tied head is still a matmul
+    return matmul + 4 * layers * n * d * context
+
+
+def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.4, hbm_gib: float | None = None,
+         log=print) -> dict:
+    """Compile the rollout, scoring and update programs of `cfg` for `topology`; returns the report."""
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import topologies
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from coderl_jax.models import sharding, transformer
+    from coderl_jax.models.config import ModelConfig
+    from coderl_jax.parallel.mesh import BATCH_AXES, data_parallel_size, make_mesh
+    from coderl_jax.optim import make_optimizer
+    from coderl_jax.rl.train_step import TrainState, make_sharded_train_step, sequence_logprobs
+    from coderl_jax.sampling.sampler import DecodeSpec, cache_slots, generate_tokens
+
+    topo_name, chip, chips = parse_topology(topology)
+    hbm = (hbm_gib or chip.hbm_gib) * GIB
+    path = Path(model_config) if model_config else model_config_path(cfg.model)
+    model_cfg = ModelConfig.from_file(path, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
+    devices = topologies.get_topology_desc(platform="tpu", topology_name=topo_name).devices
+    if len(devices) != chips:
+        raise PlanError(f"topology {topo_name}: libtpu gave {len(devices)} devices, expected {chips}")
+    mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
+    groups = data_parallel_size(mesh)
+    r = cfg.rollout
+    rows = r.prompts_per_step * r.group_size
+    mini_rows = rows // cfg.updates_per_step
+    micro_rows = mini_rows // cfg.micro_batches
+    length = cfg.data.max_prompt_tokens + r.max_new_tokens
+    per_generate = r.prompts_per_generate or r.prompts_per_step
+    if micro_rows % groups:
+        raise PlanError(f"a micro-batch of {micro_rows} rows does not split over the {groups} data-parallel groups "
+                        f"of mesh {dict(mesh.shape)}")
+    if per_generate % groups:
+        raise PlanError(f"rollout.prompts_per_generate={per_generate} does not split over the {groups} "
+                        f"data-parallel groups of mesh {dict(mesh.shape)}")
+    replicated = NamedSharding(mesh, P())
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
+    report = {"topology": topo_name, "chip": chip.name, "chips": chips, "hbm_gib": hbm / GIB,
+              "model_config": str(path), "params": model_cfg.num_params(), "mesh": dict(mesh.shape),
+              "rows_per_step": rows, "mini_batch_rows": mini_rows, "micro_batch_rows": micro_rows,
+              "sequence_length": length, "prompts_per_generate": per_generate, "mfu": mfu, "programs": {}}
+
+    # update: the sharded train step on one mini-batch
+    optimizer = make_optimizer(cfg.optim)
+    step_fn, state_sh, batch_sh = make_sharded_train_step(model_cfg, cfg.loss, optimizer, mesh,
+                                                          num_micro=cfg.micro_batches)
+    shapes = transformer.param_shapes(model_cfg)
+    params_abs = _abstract(shapes, state_sh.params)
+    opt_abs = _abstract(jax.eval_shape(optimizer.init, shapes), state_sh.opt_state)
+    state_abs = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), params=params_abs,
+                           opt_state=opt_abs)
+    dtypes = dict(tokens=jnp.int32, positions=jnp.int32, attn_mask=jnp.bool_, loss_mask=jnp.bool_,
+                  old_logprobs=jnp.float32, ref_logprobs=jnp.float32, advantages=jnp.float32)
+
+    def batch(b):
+        return {k: jax.ShapeDtypeStruct((b, length), v, sharding=batch_sh) for k, v in dtypes.items()}
+
+    param_bytes = _per_chip_bytes(params_abs)
+    opt_bytes = _per_chip_bytes(opt_abs)
+    ref_bytes = param_bytes if cfg.loss.kl_coef else 0
+    resident = param_bytes + opt_bytes + ref_bytes
+    report["resident"] = {"params": param_bytes, "optimizer": opt_bytes, "reference_params": ref_bytes}
+
+    def compile_program(name, fn, *args, resident_args: int):
+        t0 = time.perf_counter()
+        log(f"compiling {name} ...")
+        with transformer.compiling_for("tpu"):  # the TPU layouts, not this CPU host's
+            compiled = fn.lower(*args).compile()
+        mem = _mem(compiled)
+        added = mem["arguments"] - resident_args + mem["outputs"] - mem["aliased"] + mem["temporaries"]
+        report["programs"][name] = {**mem, "added": added, "peak": resident + added, "flops": _flops(compiled),
+                                    "compile_s": time.perf_counter() - t0}
+        return report["programs"][name]
+
+    upd = compile_program("update", step_fn, state_abs, batch(mini_rows), key,
+                          resident_args=param_bytes + opt_bytes + 4)
+    upd["flops_per_call"] = upd["flops"] * cfg.micro_batches  # XLA counts the micro-batch scan's body once
+    upd["calls"] = cfg.updates_per_step
+
+    # scoring: old (and reference) log-probs, one micro-batch of rows per call
+    score_fn = jax.jit(lambda p, b: sequence_logprobs(p, model_cfg, b, temperature=cfg.loss.temperature,
+                                                      chunk_rows=cfg.loss.logprob_chunk_rows),
+                       in_shardings=(state_sh.params, batch_sh), out_shardings=(batch_sh, batch_sh))
+    sc = compile_program("scoring", score_fn, params_abs, batch(micro_rows), resident_args=param_bytes)
+    sc["flops_per_call"] = sc["flops"]
+    sc["calls"] = (rows // micro_rows) * (2 if cfg.loss.kl_coef else 1)
+
+    # rollout: generate_tokens on the sampling layout, weights in the compute dtype
+    sample_sh = sharding.param_shardings(model_cfg, mesh, sharding.rules_for(model_cfg, "sample"))
+    sample_params = _abstract(jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, model_cfg.jnp_dtype), shapes),
+                              sample_sh)
+    spec = DecodeSpec(n=r.group_size, max_new_tokens=r.max_new_tokens, greedy=r.temperature == 0,
+                      top_k=min(r.top_k, model_cfg.vocab_size), use_top_p=r.top_p < 1,
+                      eos_ids=tuple(model_cfg.eos_token_ids), pad_id=model_cfg.pad_token_id or 0,
+                      temperature=float(r.temperature or 1.0), top_p=float(r.top_p), cache_dtype=r.cache_dtype,
+                      chunk=r.max_new_tokens, unroll=1)  # one decode loop over a full-size cache: see above
+    prompt_sh = NamedSharding(mesh, P(BATCH_AXES))
+    gen = jax.jit(lambda p, t, m, k: generate_tokens(p, model_cfg, t, m, k, spec=spec),
+                  in_shardings=(sample_sh, prompt_sh, prompt_sh, replicated))
+    p_len = cfg.data.max_prompt_tokens
+    prompts = jax.ShapeDtypeStruct((per_generate, p_len), jnp.int32, sharding=prompt_sh)
+    pmask = jax.ShapeDtypeStruct((per_generate, p_len), jnp.bool_, sharding=prompt_sh)
+    ro = compile_program("rollout", gen, sample_params, prompts, pmask, key, resident_args=0)
+    slots = cache_slots(p_len, spec)
+    gen_rows = per_generate * r.group_size
+    kv_total = (2 * model_cfg.num_layers * gen_rows * slots * model_cfg.num_kv_heads * model_cfg.head_dim
+                * jnp.dtype(r.cache_dtype).itemsize)
+    kv_split = groups * (mesh.shape["tensor"] if model_cfg.num_kv_heads % mesh.shape["tensor"] == 0 else 1)
+    ro["kv_cache"] = kv_total // kv_split
+    ro["sampler_params"] = _per_chip_bytes(sample_params)
+    ro["calls"] = -(-r.prompts_per_step // per_generate)
+    ctx_avg = p_len + r.max_new_tokens / 2
+    ro["flops_per_call"] = (gen_rows * r.max_new_tokens * sampler_flops_per_token(model_cfg, ctx_avg)
+                            + 2 * per_generate * p_len * sampler_flops_per_token(model_cfg, p_len / 2)) / chips
+    # each decode step reads the chip's weights once and, on average, half of its final KV cache
+    ro["hbm_s_per_call"] = r.max_new_tokens * (ro["sampler_params"] + ro["kv_cache"] / 2) / (chip.hbm_gbps * 1e9)
+
+    peak = max(p["peak"] for p in report["programs"].values())
+    rate = chip.peak_bf16_tflops * 1e12 * mfu  # FLOP/s per chip
+    per_chip = {k: p["flops_per_call"] * p["calls"] for k, p in report["programs"].items()}
+    rollout_hbm_s = ro["hbm_s_per_call"] * ro["calls"]
+    step_s = (per_chip["update"] + per_chip["scoring"]) / rate + max(per_chip["rollout"] / rate, rollout_hbm_s)
+    report.update(peak=peak, fits=peak <= hbm, flops_per_step_per_chip=sum(per_chip.values()),
+                  flops_per_step=sum(per_chip.values()) * chips, step_s_compute=sum(per_chip.values()) / rate,
+                  step_s_rollout_hbm_bound=rollout_hbm_s, step_s=step_s)
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+
+
+def format_report(rep: dict, config_name: str) -> str:
+    progs = rep["programs"]
+    res = rep["resident"]
+    unit, scale = ("GiB", GIB) if rep["peak"] >= GIB else ("MiB", 1024**2)
+
+    def _g(b) -> str:
+        return f"{b / scale:7.2f}"
+    lines = [
+        f"coderl plan: {config_name} on {rep['topology']} ({rep['chips']} chips, {rep['chip']}, "
+        f"{rep['hbm_gib']:.0f} GiB HBM per chip)",
+        f"model: {rep['model_config']} ({rep['params'] / 1e9:.2f}B parameters); mesh {rep['mesh']}",
+        f"step: {rep['rows_per_step']} rows of {rep['sequence_length']} tokens; rollout {rep['prompts_per_generate']}"
+        f" prompts per sampler call; update mini-batch {rep['mini_batch_rows']} rows, micro-batch "
+        f"{rep['micro_batch_rows']} rows",
+        "",
+        f"per-chip memory, {unit} (XLA memory analysis)      rollout  scoring   update",
+        f"  parameters (resident)                        {_g(res['params'])}  {_g(res['params'])}  {_g(res['params'])}",
+        f"  optimizer state (resident)                   {_g(res['optimizer'])}  {_g(res['optimizer'])}  "
+        f"{_g(res['optimizer'])}",
+        f"  reference parameters for KL (resident)       {_g(res['reference_params'])}  "
+        f"{_g(res['reference_params'])}  {_g(res['reference_params'])}",
+        f"  sampler weights (compute dtype, no fsdp)     {_g(progs['rollout']['sampler_params'])}        -        -",
+        f"  KV cache (part of the temporaries below)     {_g(progs['rollout']['kv_cache'])}        -        -",
+        "  batch arguments + outputs                    "
+        + "  ".join(_g(progs[k]['added'] - progs[k]['temporaries'] - progs[k].get('sampler_params', 0))
+                    for k in ("rollout", "scoring", "update")),
+        "  temporaries (activations, gradients, cache)  "
+        + "  ".join(_g(progs[k]['temporaries']) for k in ("rollout", "scoring", "update")),
+        "  peak                                         "
+        + "  ".join(_g(progs[k]['peak']) for k in ("rollout", "scoring", "update")),
+        "",
+        f"fits: {'YES' if rep['fits'] else 'NO'} (peak {rep['peak'] / GIB:.2f} GiB of {rep['hbm_gib']:.0f} GiB, "
+        f"{100 * rep['peak'] / (rep['hbm_gib'] * GIB):.0f}%)",
+        f"FLOPs per step: {rep['flops_per_step']:.3e} ({rep['flops_per_step_per_chip']:.3e} per chip): update "
+        f"{progs['update']['flops_per_call'] * progs['update']['calls'] * rep['chips']:.2e}, scoring "
+        f"{progs['scoring']['flops_per_call'] * progs['scoring']['calls'] * rep['chips']:.2e} (XLA cost analysis), "
+        f"rollout {progs['rollout']['flops_per_call'] * progs['rollout']['calls'] * rep['chips']:.2e} (analytic)",
+        f"step time at {rep['mfu']:.0%} MFU: {rep['step_s']:.1f} s (all FLOPs at {rep['mfu']:.0%} MFU: "
+        f"{rep['step_s_compute']:.1f} s; the rollout is bounded below by its HBM reads, "
+        f"{rep['step_s_rollout_hbm_bound']:.1f} s)",
+        "compile s: " + ", ".join(f"{k} {v['compile_s']:.0f}" for k, v in progs.items()),
+    ]
+    return "\n".join(lines)

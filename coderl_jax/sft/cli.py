@@ -1,0 +1,369 @@
+"""`coderl sft --out DIR`: build the warm-started policy (tokenizer + small Qwen2 + supervised pass).
+
+Steps: problems (the generated task suite, or --train / --heldout files) -> code examples from the
+reference solutions and alignment examples from tracing them -> a byte-level BPE tokenizer
+learnt from the training examples (or the plain byte tokenizer) -> a random Qwen2 of the chosen
+size -> `train.sft.train_sft` -> a Hugging Face directory (weights stored in bfloat16 by default)
+with `sft.json` (settings, data counts, loss curve, scores) -> greedy pass@1 of the saved model on
+the held-out (and some training) problems and exact-match on held-out traced states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("coderl_jax.sft")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from coderl_jax.sft.trainer import SFTConfig
+
+    d = SFTConfig()
+    g = parser.add_argument_group("data")
+    g.add_argument("--out", required=True, help="output Hugging Face directory (replaced with --overwrite)")
+    g.add_argument("--train", help="training problems (JSONL / parquet with metadata.solution); default: generate "
+                                   "the task suite")
+    g.add_argument("--heldout", help="held-out problems for the final pass@1 (default: the suite's held-out split)")
+    g.add_argument("--suite-seed", type=int, default=0, help="seed of the generated task suite (default 0)")
+    g.add_argument("--n-train", type=int, default=None, help="training problems to generate (suite default)")
+    g.add_argument("--n-heldout", type=int, default=None, help="held-out problems to generate (suite default)")
+    g.add_argument("--rl-reserve", type=float, default=0.0,
+                   help="leave the training problems of this fraction of the suite's training bigrams to RL "
+                        "(suite.reserve_for_rl; configs/grpo_cpu.py trains on them): the warm start never sees "
+                        "those compositions (default 0: train on every training problem)")
+    g.add_argument("--align-inputs", type=int, default=1,
+                   help="test inputs per problem traced into alignment examples (default 1)")
+    g.add_argument("--align-k", type=int, default=3, help="target variables per alignment example (default 3)")
+    g.add_argument("--test-output-inputs", type=int, default=0,
+                   help="test-output prediction examples per training problem, in the alignment slot "
+                        "(statement + input -> expected output; default 0: none)")
+    g = parser.add_argument_group("model")
+    g.add_argument("--vocab-size", type=int, default=1024,
+                   help="byte-level BPE vocabulary learnt from the training examples; 0: the plain byte tokenizer")
+    g.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
+    g.add_argument("--layers", type=int, default=4, help="decoder layers (default 4)")
+    g.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    g.add_argument("--kv-heads", type=int, default=2, help="key/value heads (default 2)")
+    g.add_argument("--intermediate", type=int, default=704, help="MLP size (default 704)")
+    g.add_argument("--save-dtype", choices=("bfloat16", "float32"), default="bfloat16",
+                   help="dtype of the stored weights (default bfloat16: half the size)")
+    g = parser.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=d.steps)
+    g.add_argument("--batch", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.learning_rate)
+    g.add_argument("--warmup", type=int, default=d.warmup_steps)
+    g.add_argument("--schedule", choices=("constant", "warmup_constant", "cosine"), default=d.schedule)
+    g.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--code-fraction", type=float, default=d.code_fraction,
+                   help=f"share of each batch that is code examples; the rest alignment (default {d.code_fraction})")
+    g.add_argument("--max-len", type=int, default=d.max_len,
+                   help=f"longest training row in tokens; longer examples are dropped (default {d.max_len})")
+    g.add_argument("--seed", type=int, default=d.seed, help="model init and batch order")
+    g.add_argument("--log-every", type=int, default=d.log_every)
+    g = parser.add_argument_group("evaluation")
+    g.add_argument("--eval-max", type=int, default=0, help="at most this many held-out problems (default 0: all)")
+    g.add_argument("--eval-train", type=int, default=100,
+                   help="training problems scored for train pass@1 (default 100; 0: none)")
+    g.add_argument("--eval-align", type=int, default=100,
+                   help="held-out traced states scored for alignment exact-match (default 100; 0: none)")
+    g.add_argument("--eval-every", type=int, default=0,
+                   help="also score held-out greedy pass@1 every N steps during training (a multiple of "
+                        "--log-every; 0: only at the end)")
+    g.add_argument("--max-new-tokens", type=int, default=256, help="greedy decoding budget (default 256)")
+    g.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    g.add_argument("--workers", type=int, default=2, help="tracer sandbox workers")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _fail(msg: str) -> int:
+    print(f"coderl sft: {msg}", file=sys.stderr)
+    return 2
+
+
+def _check_args(args) -> str | None:
+    """An error message for a bad argument combination, or None."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: exists and is not a directory"
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        return f"--out {out}: exists and is not empty (pass --overwrite to replace it)"
+    if args.rl_reserve and args.train:
+        return "--rl-reserve divides the generated task suite; it cannot be used with --train"
+    for name in ("train", "heldout"):
+        value = getattr(args, name)
+        if value is not None and not Path(value).is_file():
+            return f"--{name} {value}: no such file"
+    positive = {"--steps": args.steps, "--batch": args.batch, "--hidden": args.hidden, "--layers": args.layers,
+                "--heads": args.heads, "--kv-heads": args.kv_heads, "--intermediate": args.intermediate,
+                "--max-len": args.max_len, "--max-new-tokens": args.max_new_tokens, "--workers": args.workers,
+                "--log-every": args.log_every}
+    for flag, value in positive.items():
+        if value < 1:
+            return f"{flag}={value} must be >= 1"
+    if args.lr <= 0:
+        return f"--lr={args.lr} must be > 0"
+    if not 0.0 <= args.code_fraction <= 1.0:
+        return f"--code-fraction={args.code_fraction} must be in [0, 1]"
+    if not 0.0 <= args.rl_reserve < 1.0:
+        return f"--rl-reserve={args.rl_reserve} must be in [0, 1)"
+    if args.hidden % args.heads:
+        return f"--hidden={args.hidden} must be divisible by --heads={args.heads}"
+    if args.heads % args.kv_heads:
+        return f"--heads={args.heads} must be a multiple of --kv-heads={args.kv_heads}"
+    if args.vocab_size and args.vocab_size < 260:
+        return f"--vocab-size={args.vocab_size} must be 0 (byte tokenizer) or >= 260"
+    for flag in ("align_inputs", "test_output_inputs", "eval_max", "eval_train", "eval_align", "eval_every"):
+        if getattr(args, flag) < 0:
+            return f"--{flag.replace('_', '-')}={getattr(args, flag)} must be >= 0"
+    if args.eval_every and (args.eval_every % args.log_every or args.no_eval):
+        return (f"--eval-every={args.eval_every} must be a multiple of --log-every={args.log_every} "
+                "(and not with --no-eval)")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+def load_problems(args):
+    """(train problems, held-out problems, where they came from)."""
+    from coderl_jax.data.readers import read_problems
+
+    if args.train:
+        train, _ = read_problems(args.train, strict=True)
+        heldout = read_problems(args.heldout, strict=True)[0] if args.heldout else []
+        return train, heldout, {"train": str(args.train), "heldout": str(args.heldout or "")}
+    from coderl_jax.data import suite
+
+    kwargs = {k: v for k, v in (("n_train", args.n_train), ("n_heldout", args.n_heldout)) if v is not None}
+    train, heldout = split_suite(suite.generate_suite(args.suite_seed, **kwargs))
+    if args.rl_reserve:
+        train, reserved = suite.reserve_for_rl(train, args.suite_seed, args.rl_reserve)
+        kwargs.update(rl_reserve=args.rl_reserve, rl_reserved_problems=len(reserved))
+    if args.heldout:
+        heldout = read_problems(args.heldout, strict=True)[0]
+    return train, heldout, {"suite_seed": args.suite_seed, **kwargs}
+
+
+def split_suite(generated):
+    """(train, heldout) Problems from what `generate_suite` returns: a pair, a {"train", "heldout"}
+    mapping, or one list whose rows carry metadata.split."""
+    from coderl_jax.data.records import Problem
+
+    def as_problems(rows):
+        return [r if isinstance(r, Problem) else Problem(r["id"], r["prompt"], r["tests"], r.get("metadata") or {})
+                for r in rows]
+
+    if isinstance(generated, dict):
+        return as_problems(generated["train"]), as_problems(generated.get("heldout", []))
+    if isinstance(generated, tuple) and len(generated) == 2:
+        return as_problems(generated[0]), as_problems(generated[1])
+    rows = as_problems(generated)
+    return ([p for p in rows if p.metadata.get("split", "train") == "train"],
+            [p for p in rows if p.metadata.get("split") == "heldout"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def greedy_texts(sampler, tokenizer, prompts: list[str], *, max_new_tokens: int, batch: int = 32) -> list[str]:
+    """Greedy completions of chat-rendered `prompts`, in batches of a fixed size (sorted by length,
+    the last batch padded by repetition) so that each prompt bucket compiles once."""
+    from coderl_jax.data.chat import render_prompt
+    from coderl_jax.sampling.sampler import SamplingParams
+
+    ids = [list(tokenizer.encode(render_prompt(p, tokenizer), add_special_tokens=False)) for p in prompts]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(ids)
+    sp = SamplingParams(n=1, max_new_tokens=max_new_tokens, temperature=0.0)
+    for start in range(0, len(order), batch):
+        rows = order[start:start + batch]
+        chunk = [ids[i] for i in rows]
+        chunk += [chunk[-1]] * (batch - len(chunk)) if len(order) > batch else []
+        results = sampler.generate(chunk, sp)
+        for i, group in zip(rows, results):
+            out[i] = group[0].text
+    return out
+
+
+def code_pass_rate(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -> dict:
+    from coderl_jax.rl.rewards import code_rewards
+    from coderl_jax.sft.trainer import prompt_text
+
+    if not problems:
+        return {"problems": 0, "pass@1": None}
+    texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens)
+    rewards, statuses = code_rewards(pool, problems, texts)
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return {"problems": len(problems), "pass@1": float(rewards.mean()), "statuses": counts,
+            "examples": [{"id": p.id, "passed": bool(r), "response": t} for p, r, t in
+                         list(zip(problems, rewards, texts))[:3]]}
+
+
+def alignment_scores(sampler, tokenizer, records, *, max_new_tokens: int) -> dict:
+    from coderl_jax.alignment.answers import parse_answer
+    from coderl_jax.alignment.prompts import alignment_prompt
+    from coderl_jax.alignment.rewards import score_answer
+
+    if not records:
+        return {"records": 0, "exact": None}
+    texts = greedy_texts(sampler, tokenizer, [alignment_prompt(r) for r in records], max_new_tokens=max_new_tokens)
+    scores = [score_answer(r, parse_answer(t)) for r, t in zip(records, texts)]
+    return {"records": len(records), "exact": sum(s.exact for s in scores) / len(scores),
+            "item_accuracy": sum(s.accuracy for s in scores) / len(scores),
+            "parsed": sum(s.parsed for s in scores) / len(scores),
+            "output_correct": sum(s.items[0] for s in scores) / len(scores)}
+
+
+def evaluate(model_dir: Path, pool, train, heldout, heldout_records, args) -> dict:
+    from coderl_jax.models.hf_io import load_hf, load_tokenizer
+    from coderl_jax.sampling.sampler import Sampler
+
+    cfg, params = load_hf(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    sampler = Sampler(cfg, params, tokenizer)
+    heldout = heldout[: args.eval_max] if args.eval_max else heldout
+    t0 = time.perf_counter()
+    result = {"heldout": code_pass_rate(sampler, tokenizer, pool, heldout, max_new_tokens=args.max_new_tokens)}
+    if args.eval_train:
+        result["train"] = code_pass_rate(sampler, tokenizer, pool, train[: args.eval_train],
+                                         max_new_tokens=args.max_new_tokens)
+    result["heldout_alignment"] = alignment_scores(sampler, tokenizer, heldout_records,
+                                                   max_new_tokens=args.max_new_tokens)
+    result["eval_s"] = time.perf_counter() - t0
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def build_tokenizer(examples, vocab_size: int):
+    from coderl_jax.models.bpe import train_bpe_tokenizer
+    from coderl_jax.models.tiny import byte_tokenizer
+
+    if not vocab_size:
+        return byte_tokenizer()
+    texts = [t for ex in examples for t in (ex.prompt, ex.response)] + ["user", "assistant", "system"]
+    return train_bpe_tokenizer(texts, vocab_size)
+
+
+def main(args) -> int:
+    err = _check_args(args)
+    if err:
+        return _fail(err)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import jax.numpy as jnp
+
+    from tracer import TracerPool
+
+    from coderl_jax.data.records import DataError
+    from coderl_jax.models.hf_io import save_hf
+    from coderl_jax.models.transformer import init_params
+    from coderl_jax.train import sft
+
+    cfg = sft.SFTConfig(steps=args.steps, batch_size=args.batch, max_len=args.max_len, learning_rate=args.lr,
+                        warmup_steps=args.warmup, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
+                        weight_decay=args.weight_decay, code_fraction=args.code_fraction, seed=args.seed,
+                        log_every=args.log_every)
+    t_start = time.perf_counter()
+    try:
+        train, heldout, source = load_problems(args)
+    except (DataError, OSError) as e:
+        return _fail(str(e))
+    except ImportError as e:
+        return _fail(f"cannot generate the task suite ({e}); pass --train FILE")
+    code = sft.code_examples(train)
+    if not code:
+        return _fail("no training problem has metadata.solution (a reference program)")
+    with TracerPool(workers=args.workers) as pool:
+        records, harvest_counts = ([], {}) if args.code_fraction == 1.0 or not args.align_inputs else \
+            sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed)
+        heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
+            pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1)[0]
+        align = sft.align_examples(records)
+        test_output = sft.test_output_examples(train, inputs_per_problem=args.test_output_inputs) \
+            if args.test_output_inputs and args.code_fraction < 1.0 else []
+        align += test_output
+        if not align and args.code_fraction < 1.0:
+            log.warning("no alignment examples (harvest counts %s): training on code only", harvest_counts)
+        tokenizer = build_tokenizer(code + align, args.vocab_size)
+        enc = sft.encode_examples(code + align, tokenizer, max_len=args.max_len)
+        lengths = enc.lengths()
+        data_info = {"train_problems": len(train), "heldout_problems": len(heldout), "code_examples": len(code),
+                     "without_solution": len(train) - len(code),
+                     "align_examples": len(align), "test_output_examples": len(test_output), "dropped_too_long": enc.dropped, "harvest": harvest_counts,
+                     "vocab_size": len(tokenizer), "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0,
+                     "max_tokens": int(lengths.max()) if len(lengths) else 0, "source": source}
+        print("data: " + json.dumps(data_info), flush=True)
+        model_cfg = sft.sft_model_config(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
+                                         num_heads=args.heads, num_kv_heads=args.kv_heads,
+                                         intermediate_size=args.intermediate)
+        print(f"model: qwen2, {model_cfg.num_params() / 1e6:.2f}M parameters, hidden {args.hidden}, "
+              f"{args.layers} layers, {args.heads} heads ({args.kv_heads} kv), intermediate {args.intermediate}",
+              flush=True)
+        params = init_params(model_cfg, args.seed)
+
+        def on_log(rec):
+            log.info("step %d loss %.4f grad_norm %.3f lr %.2e %.0f tokens/s", rec["step"], rec["loss"],
+                     rec["grad_norm"], rec["lr"], rec["tokens_per_s"])
+
+        def on_eval(step, params):
+            from coderl_jax.sampling.sampler import Sampler
+
+            problems = heldout[: args.eval_max] if args.eval_max else heldout
+            rate = code_pass_rate(Sampler(model_cfg, params, tokenizer), tokenizer, pool, problems,
+                                  max_new_tokens=args.max_new_tokens)["pass@1"]
+            log.info("step %d held-out greedy pass@1 %.3f over %d problems", step, rate, len(problems))
+            return {"eval/heldout_pass@1": rate}
+
+        params, history = sft.train_sft(model_cfg, params, enc, cfg, pad_id=model_cfg.pad_token_id, on_log=on_log,
+                                        progress=not args.quiet, eval_every=args.eval_every, on_eval=on_eval)
+        train_s = history[-1]["elapsed_s"]  # evaluations during training left out
+        out = Path(args.out)
+        with tempfile.TemporaryDirectory() as tok_dir:
+            tokenizer.save_pretrained(tok_dir)
+            save_hf(model_cfg, params, out, tokenizer_dir=tok_dir, dtype=jnp.dtype(args.save_dtype),
+                    overwrite=args.overwrite)
+        model_info = {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
+                      "intermediate": args.intermediate, "params": model_cfg.num_params(),
+                      "save_dtype": args.save_dtype}
+        info = {"args": {k: v for k, v in vars(args).items() if k != "command"}, "sft": dataclasses.asdict(cfg),
+                "model": model_info, "data": data_info, "history": history, "train_s": train_s,
+                "tokens_per_s": overall_tokens_per_s(history)}
+        (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
+        print(f"trained {cfg.steps} steps in {train_s:.0f} s ({info['tokens_per_s']:.0f} tokens/s); "
+              f"loss {history[0]['loss']:.3f} -> {history[-1]['loss']:.3f}; saved {out}", flush=True)
+        if args.no_eval:
+            return 0
+        scores = evaluate(out, pool, train, heldout, heldout_records, args)
+    info["eval"] = scores
+    info["total_s"] = time.perf_counter() - t_start
+    (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
+    h, tr, al = scores["heldout"], scores.get("train", {}), scores["heldout_alignment"]
+    fmt = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    print(f"held-out greedy pass@1: {fmt(h['pass@1'])} over {h['problems']} problems; "
+          f"train pass@1: {fmt(tr.get('pass@1'))} over {tr.get('problems', 0)}; "
+          f"held-out alignment exact: {fmt(al['exact'])} over {al['records']} records "
+          f"(answers parsed {fmt(al.get('parsed'))}, items right {fmt(al.get('item_accuracy'))}) "
+          f"(eval {scores['eval_s']:.0f} s)", flush=True)
+    return 0
+
+
+def overall_tokens_per_s(history: list[dict]) -> float:
+    """Tokens/s (real tokens, padding excluded) over the logged windows after the first, which
+    includes compilation; over all of them when there is only one."""
+    rest = history[1:] or history
+    start = history[0]["elapsed_s"] if len(history) > 1 else 0.0
+    return sum(h["tokens"] for h in rest) / max(rest[-1]["elapsed_s"] - start, 1e-9)
