@@ -187,8 +187,8 @@ def main():
     tokens_per_step = args.batch * args.length
     our_run, compile_s = ours(cfg, batch, args.steps)
     torch_run, torch_warm_s = torch_side(cfg, batch, args.steps)
-    our_run(), torch_run()  # untimed warm-up of both loops (ours page-faulted ~400k times on its first
-    # run after the PyTorch step had grown the shared heap); the first timed runs can still be slow
+    our_run(), torch_run()  # untimed warm-up of both loops (ours page-faults heavily on its first run
+    # after the PyTorch step has grown the shared heap); the first timed runs can still be slow
     our_t, torch_t = [], []
     for _ in range(args.repeats):  # interleaved so both see the same machine load
         our_t.append(our_run() / args.steps)

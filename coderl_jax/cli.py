@@ -2,12 +2,17 @@
 
 A subcommand module exposes `add_arguments(parser)` and `main(args) -> int`; modules are imported
 only when their subcommand runs, so `coderl --help` stays fast.
+
+A mistake in what the user gave (a bad data row, a wrong override, a missing file: see
+`user_error_message`) ends the command with one line, `coderl <command>: <message>`, on stderr and
+exit status 2; `coderl --traceback <command> ...` or CODERL_TRACEBACK=1 shows the full trace instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -24,8 +29,8 @@ SUBCOMMANDS = {
 def enable_compile_cache() -> str | None:
     """Keep XLA's compiled programs on disk, so a second run (a resumed or repeated `coderl train`,
     every arm of `coderl ablate`) skips the compiles that took more than a second: the sampler's
-    and the train step's, ~1 to 2 minutes on a laptop CPU. The cache is keyed by the program and
-    the compiler's settings, so it never changes a result.
+    and the train step's, the slowest part of starting a short run on a CPU. The cache is keyed by
+    the program and the compiler's settings, so it never changes a result.
 
     Where: $CODERL_COMPILE_CACHE, else $CODERL_CACHE/xla (default ~/.cache/coderl_jax/xla);
     CODERL_COMPILE_CACHE=0 turns it off. Returns the directory (None when off)."""
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     tune_cpu_runtime()  # before any subcommand starts JAX's threads (a no-op off CPU)
     enable_compile_cache()
     parser = argparse.ArgumentParser(prog="coderl", description="CodeRL+ in JAX")
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an error in the input, show the full trace, not one line (also CODERL_TRACEBACK=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -63,7 +70,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(modules[args.command].main(args) or 0)
+    try:
+        return int(modules[args.command].main(args) or 0)
+    except Exception as e:
+        message = None if args.traceback or os.environ.get("CODERL_TRACEBACK") == "1" else user_error_message(e)
+        if message is None:
+            raise
+        print(f"coderl {args.command}: {message}", file=sys.stderr)
+        return 2
+
+
+def user_error_message(e: BaseException) -> str | None:
+    """One line for an exception caused by the user's input, None for any other (a bug: its trace
+    is shown). The user's: a `coderl_jax.errors.UserError` (DataError, PlanError, ConfigError,
+    CheckpointError, ResumeError, MeshError, ConfigOverrideError, SFTError) and a missing, unreadable or
+    mistyped path (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)."""
+    from coderl_jax.errors import UserError
+
+    if isinstance(e, UserError):
+        message = str(e)
+    elif isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)) and e.filename:
+        message = f"{e.filename}: {e.strerror}"
+    else:
+        return None
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip()) or type(e).__name__
 
 
 if __name__ == "__main__":

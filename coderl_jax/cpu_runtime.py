@@ -3,10 +3,10 @@
 Call `tune_cpu_runtime()` first thing in a process, before JAX starts its threads.
 
 XLA:CPU allocates every execution's temporaries and outputs afresh; for a train step those are
-hundreds of buffers of tens of MB. glibc serves allocations that large with mmap, and XLA's worker
-threads each get their own malloc arena, so every step maps, page-faults (the kernel zeroes each
-4 KiB page) and unmaps them again: about 2 GB of page faults per step for the 64 x 192-token update
-benchmark, a fifth of its CPU time. With one arena, no mmap for large blocks and no trimming of the
+many buffers above glibc's mmap threshold. glibc serves allocations that large with mmap, and
+XLA's worker threads each get their own malloc arena, so every step maps, page-faults (the kernel
+zeroes each 4 KiB page) and unmaps them again, and the faults take a sizeable share of the step's
+CPU time (docs/benchmarks.md). With one arena, no mmap for large blocks and no trimming of the
 heap top, freed buffers are reused by the next step and the faults disappear (the process keeps
 its peak heap, which it needs again at the next step anyway).
 

@@ -45,18 +45,25 @@ a string input is LiveCodeBench's encoding, one JSON value per line, and then it
 output is JSON text too. APPS call-style outputs are passed through unchanged (APPS sometimes
 wraps a return value in a one-element list; no heuristic is applied).
 
-**Rows** are numbered as an editor shows them: JSONL rows by their 1-based line number, parquet
-rows by their 0-based row index (as pyarrow and pandas number them). Errors read
+**Files**: `.jsonl` / `.json` / `.ndjson` (JSON lines, or one JSON array), optionally gzipped
+(`.gz`), and `.parquet`; `iter_rows` reads them, for training data and for every benchmark of
+`coderl_jax.eval` alike.
+
+**Rows** are numbered as an editor shows them: JSONL rows by their 1-based line number, array
+items and parquet rows by their 0-based index (as pyarrow and pandas number them). Errors read
 ``path:row:field: message``.
 """
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
 import os
 import re
+import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from coderl_jax.data.chat import count_prompt_tokens
 from coderl_jax.data.records import DataError, Problem, ReadReport, check_tests
@@ -73,7 +80,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 def read_problems(path: str | os.PathLike, *, tokenizer: Any = None, max_prompt_tokens: int | None = None,
                   system: str | None = None, raw_prompts: bool = False, strict: bool = False,
                   max_examples: int = 5) -> tuple[list[Problem], ReadReport]:
-    """Read a JSONL or parquet problem file (chosen by suffix).
+    """Read a JSONL or parquet problem file (chosen by suffix, `iter_rows`).
 
     Bad rows are skipped and counted in the returned report, which keeps the first
     `max_examples` errors; with `strict=True` the first bad row raises `DataError` instead.
@@ -83,16 +90,18 @@ def read_problems(path: str | os.PathLike, *, tokenizer: Any = None, max_prompt_
     path = str(path)
     if max_prompt_tokens is not None and tokenizer is None:
         raise ValueError("max_prompt_tokens needs a tokenizer")
-    rows = _row_iterator(path)
     report = ReadReport(path=path, max_examples=max_examples)
     problems: list[Problem] = []
     seen: set[str] = set()
     stem = Path(path).name.split(".")[0]
-    for row_no, row in rows:
+
+    def skip(error: DataError) -> None:
+        report.rows += 1
+        report.add_error(error)
+
+    for row_no, row in iter_rows(path, on_bad_row=None if strict else skip):
         report.rows += 1
         try:
-            if isinstance(row, DataError):
-                raise row
             problem = problem_from_row(row, default_id=f"{stem}-{row_no}")
             if problem.id in seen:
                 raise DataError(f"duplicate id {problem.id!r}", field="id", reason="duplicate_id")
@@ -113,42 +122,94 @@ def read_problems(path: str | os.PathLike, *, tokenizer: Any = None, max_prompt_
     return problems, report
 
 
-def _row_iterator(path: str) -> Iterator[tuple[int, dict | DataError]]:
+# ------------------------------------------------------------------------------------------------
+# Rows: the one reader of problem and benchmark files (coderl_jax.eval.benchmarks reads with it too)
+
+BadRowHandler = Callable[[DataError], None]
+
+
+def iter_rows(path: str | os.PathLike, *, on_bad_row: BadRowHandler | None = None) -> Iterator[tuple[int, dict]]:
+    """(row number, row) for each row of a JSONL file (`iter_jsonl`) or a parquet file (rows as
+    dicts, numbered from 0), chosen by suffix. A missing file or an unknown suffix raises
+    `DataError`; bad rows are handled as `iter_jsonl` says."""
+    path = str(path)
     if not os.path.isfile(path):
         raise DataError("no such file", path=path, reason="unreadable_file")
-    name = path.lower()
+    name = path.lower().removesuffix(".gz")
     if name.endswith(JSONL_SUFFIXES):
-        return _jsonl_rows(path)
-    if name.endswith(PARQUET_SUFFIXES):
+        return iter_jsonl(path, on_bad_row=on_bad_row)
+    if name.endswith(PARQUET_SUFFIXES) and not path.lower().endswith(".gz"):
         return _parquet_rows(path)
-    raise DataError(f"unknown problem file type (expected {', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)})",
-                    path=path, reason="unreadable_file")
+    raise DataError(f"unknown file type (expected {', '.join(JSONL_SUFFIXES)}, optionally .gz, or "
+                    f"{', '.join(PARQUET_SUFFIXES)})", path=path, reason="unreadable_file")
 
 
-def _jsonl_rows(path: str) -> Iterator[tuple[int, dict | DataError]]:
-    with open(path, encoding="utf-8", errors="strict") as f:
-        line_no = 0
-        while True:
+def iter_jsonl(path: str | os.PathLike, *, on_bad_row: BadRowHandler | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number from 1, object) for each non-blank line of a JSON-lines file, gzipped when its
+    name ends in .gz. A file whose first non-blank character is `[` is one JSON array instead, its
+    items numbered from 0.
+
+    A file that cannot be opened, decoded (UTF-8, named by line) or, for an array, parsed raises
+    `DataError` (reason `unreadable_file`). A row that is not valid JSON or not a JSON object raises
+    `DataError` naming the file and row (reason `unreadable_row`); with `on_bad_row`, the error
+    goes to `on_bad_row(error)` instead and reading goes on."""
+    path = str(path)
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        f = opener(path, "rb")
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror or e}", path=path, reason="unreadable_file") from None
+
+    def bad(row_no: int, message: str) -> None:
+        error = DataError(message, path=path, row=row_no, reason="unreadable_row")
+        if on_bad_row is None:
+            raise error
+        on_bad_row(error)
+
+    with f:
+        lines = _numbered_lines(f, path)
+        first = next(((n, line) for n, line in lines if line.strip()), None)
+        if first is None:
+            return
+        if first[1].lstrip().startswith("["):  # one JSON array, not JSON lines
             try:
-                line = f.readline()
-            except UnicodeDecodeError as e:
-                raise DataError(f"not UTF-8 ({e.reason}) after line {line_no}", path=path,
-                                reason="unreadable_file") from None
-            if not line:
-                return
-            line_no += 1
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
+                numbered = enumerate(json.loads(first[1] + "".join(line for _, line in lines)))
             except json.JSONDecodeError as e:
-                yield line_no, DataError(f"invalid JSON: {e.msg} at column {e.colno}", reason="unreadable_row")
-                continue
-            if not isinstance(row, dict):
-                yield line_no, DataError(f"row is a JSON {type(row).__name__}, expected an object",
-                                         reason="unreadable_row")
-                continue
-            yield line_no, row
+                raise DataError(f"invalid JSON: {e.msg} at line {first[0] + e.lineno - 1}", path=path,
+                                reason="unreadable_file") from None
+        else:
+            numbered = _parsed(itertools.chain([first], lines), bad)
+        for row_no, row in numbered:
+            if isinstance(row, dict):
+                yield row_no, row
+            else:
+                bad(row_no, f"row is a JSON {type(row).__name__}, expected an object")
+
+
+def _parsed(lines: Iterator[tuple[int, str]], bad: Callable[[int, str], None]) -> Iterator[tuple[int, Any]]:
+    for line_no, line in lines:
+        if line.strip():
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as e:
+                bad(line_no, f"invalid JSON: {e.msg} at column {e.colno}")
+
+
+def _numbered_lines(f, path: str) -> Iterator[tuple[int, str]]:
+    line_no = 0
+    while True:
+        try:
+            raw = f.readline()
+        except (OSError, EOFError, zlib.error) as e:  # a damaged .gz
+            raise DataError(f"cannot read after line {line_no}: {e}", path=path, reason="unreadable_file") from None
+        if not raw:
+            return
+        line_no += 1
+        try:
+            yield line_no, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"not UTF-8 ({e.reason} at byte {e.start})", path=path, row=line_no,
+                            reason="unreadable_file") from None
 
 
 def _parquet_rows(path: str) -> Iterator[tuple[int, dict]]:

@@ -3,7 +3,7 @@
 A `Problem` is one coding task: an `id`, a `prompt` (plain text, or chat messages
 ``[{"role": ..., "content": ...}, ...]``), a `tests` object in one of the tracer's three styles,
 and free-form `metadata` (source, difficulty, starter code, ...). The tests object is exactly the
-tracer's contract (see tracer/README and issue 3):
+tracer's contract (docs/tracer.md):
 
     {"style": "stdio",  "inputs": [str, ...], "outputs": [str, ...]}
     {"style": "call",   "fn_name": str, "inputs": [[arg, ...] | {kw: arg}, ...], "outputs": [value, ...]}
@@ -20,6 +20,8 @@ import dataclasses
 import json
 from collections import Counter
 from typing import Any
+
+from coderl_jax.errors import UserError
 
 TEST_STYLES = ("stdio", "call", "assert")
 CHAT_ROLES = ("system", "user", "assistant", "tool")
@@ -38,7 +40,7 @@ REASONS = (
 # Whole-file and pipeline errors (raised, never counted): "unreadable_file", "bad_state".
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data, located: ``path:row:field: message`` (row is None for whole-file errors)."""
 
     def __init__(self, message: str, *, path: str | None = None, row: int | None = None,

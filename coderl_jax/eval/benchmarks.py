@@ -20,13 +20,14 @@ for anything missing or malformed. File formats, prompts and scoring: docs/eval.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 import re
 from typing import Any, Callable, Iterator
 
+from coderl_jax.data.readers import iter_rows, read_problems
 from coderl_jax.data.records import DataError, check_tests
+from coderl_jax.registry import Registry
 from tracer.compare import parse_prediction
 from tracer.values import Typed, render, serialize
 
@@ -90,7 +91,7 @@ class Benchmark:
     description: str
 
 
-BENCHMARKS: dict[str, Benchmark] = {}
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 GREEDY = dict(n=1, temperature=0.0, top_p=1.0, max_new_tokens=1024)
 LCB_SAMPLED = dict(n=10, temperature=0.2, top_p=0.95, max_new_tokens=4096)
 
@@ -102,16 +103,14 @@ def register_benchmark(name: str, kind: str, *, needs_path: bool = True, default
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
     def wrap(fn):
-        BENCHMARKS[name] = Benchmark(name, kind, fn, needs_path, dict(defaults or GREEDY), description)
+        BENCHMARKS.register(name, Benchmark(name, kind, fn, needs_path, dict(defaults or GREEDY), description))
         return fn
 
     return wrap
 
 
 def get_benchmark(name: str) -> Benchmark:
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    return BENCHMARKS[name]
+    return BENCHMARKS.get(name)
 
 
 def load_benchmark(name: str, path: str | os.PathLike | None = None, *, limit: int | None = None,
@@ -142,61 +141,6 @@ def _in_range(date: Any, start: str | None, end: str | None) -> bool:
 
 # ------------------------------------------------------------------------------------------------
 # reading rows
-
-
-def read_rows(path: str) -> Iterator[tuple[int, dict]]:
-    """Rows of a JSONL file (also .json holding JSONL or one JSON array, optionally .gz) or a
-    parquet file, numbered as an editor shows them (JSONL lines from 1, array items and parquet
-    rows from 0). A row that is not a JSON object raises DataError."""
-    if not os.path.isfile(path):
-        raise DataError("no such file", path=path, reason="unreadable_file")
-    name = path.lower()
-    if name.endswith((".parquet", ".pq")):
-        yield from _parquet_rows(path)
-        return
-    if not name.endswith((".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")):
-        raise DataError("unknown file type (expected .jsonl, .json, .jsonl.gz or .parquet)", path=path,
-                        reason="unreadable_file")
-    opener = gzip.open if name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError, EOFError) as e:
-        raise DataError(f"cannot read: {e}", path=path, reason="unreadable_file") from None
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON: {e.msg} at line {e.lineno}", path=path, reason="unreadable_file") from None
-        numbered = enumerate(rows)
-    else:
-        numbered = _json_lines(path, text)
-    for row_no, row in numbered:
-        if not isinstance(row, dict):
-            raise DataError(f"row is a JSON {type(row).__name__}, expected an object", path=path, row=row_no,
-                            reason="unreadable_row")
-        yield row_no, row
-
-
-def _json_lines(path: str, text: str) -> Iterator[tuple[int, Any]]:
-    for line_no, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON: {e.msg} at column {e.colno}", path=path, row=line_no,
-                            reason="unreadable_row") from None
-
-
-def _parquet_rows(path: str) -> Iterator[tuple[int, dict]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
-        raise DataError(f"cannot open parquet file: {e}", path=path, reason="unreadable_file") from None
-    yield from enumerate(table.to_pylist())
 
 
 class _Row:
@@ -247,7 +191,7 @@ def _tuple(types) -> tuple:
 
 
 def _rows(path: str) -> Iterator[_Row]:
-    for row_no, row in read_rows(path):
+    for row_no, row in iter_rows(path):
         yield _Row(path, row_no, row)
 
 
@@ -602,8 +546,6 @@ def load_lcb_test_output(path: str) -> list[EvalItem]:
                     description="this project's problem JSONL / parquet (the training data format)")
 def load_problems(path: str) -> list[EvalItem]:
     """Problem records read by coderl_jax.data.readers (strict: the first bad row raises)."""
-    from coderl_jax.data.readers import read_problems
-
     problems, _ = read_problems(path, strict=True)
     items = []
     for p in problems:

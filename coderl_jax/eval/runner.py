@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from coderl_jax.errors import UserError
 from coderl_jax.eval.benchmarks import EvalItem, get_benchmark, load_benchmark
 from coderl_jax.eval.generators import OracleGenerator
 from coderl_jax.eval.passk import mean_pass_at_k
@@ -39,7 +40,7 @@ from coderl_jax.eval.scoring import COMPARE_MODES, score_responses
 SAMPLES_FILE, CONFIG_FILE, SUMMARY_FILE, TABLE_FILE = "samples.jsonl", "config.json", "summary.json", "summary.md"
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError, ValueError):
     """The output directory holds results made with other settings."""
 
 

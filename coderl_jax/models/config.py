@@ -15,6 +15,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from coderl_jax.errors import UserError
+
 # architecture name -> family; the family decides the defaults of the fields below.
 ARCHITECTURES = {
     "Qwen2ForCausalLM": "qwen2",
@@ -25,7 +27,7 @@ MODEL_TYPES = {"qwen2": "qwen2", "qwen3": "qwen3", "llama": "llama"}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config.json that cannot describe a model we support; the message names file and field."""
 
 

@@ -62,6 +62,6 @@ def main(args: argparse.Namespace) -> int:
                             max_shard_bytes=args.max_shard_size, dtype=args.dtype, overwrite=args.overwrite)
     except (ConfigError, hf_io.CheckpointError, FileExistsError) as e:
         print(f"coderl export: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(f"wrote {out} ({cfg.family}, {cfg.num_params() / 1e6:.1f}M parameters)")
     return 0

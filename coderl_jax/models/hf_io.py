@@ -34,6 +34,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from coderl_jax.errors import UserError
 from coderl_jax.models.config import DTYPES, ConfigError, ModelConfig
 from coderl_jax.models.sharding import param_shardings, path_names
 from coderl_jax.models.transformer import param_shapes
@@ -56,7 +57,7 @@ FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 HARMLESS = re.compile(r"(^|\.)rotary_emb\.inv_freq$")  # buffers older exporters wrote
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that does not match its config or cannot be read; names file and tensor."""
 
 

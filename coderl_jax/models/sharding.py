@@ -64,11 +64,6 @@ def leaf_logical_axes(path) -> tuple[str, ...]:
     return PARAM_AXES[name]
 
 
-def param_logical_axes(cfg: ModelConfig) -> dict:
-    """The params dict's structure with each leaf replaced by its logical axes (a tuple)."""
-    return jax.tree_util.tree_map_with_path(lambda p, _: leaf_logical_axes(p), param_shapes(cfg))
-
-
 def head_units(cfg: ModelConfig) -> dict[str, int]:
     return {"heads": cfg.num_heads, "kv_heads": cfg.num_kv_heads}
 

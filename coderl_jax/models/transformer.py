@@ -9,7 +9,8 @@ k kv heads, g query heads per kv head, d head dim, f MLP hidden, v vocab.
 KV cache: one `(k_bkds, v_bksd)` pair per layer, preallocated by `init_kv_cache`. Keys are stored
 transposed (slots minor) so that one-token decode computes its scores as a broadcast
 multiply-add over d with the slots as the vector dimension; values keep d minor for the weighted
-sum. (On XLA:CPU this is ~2-4x faster per decode step than `[b, s, k, d]` with a batched dot.)
+sum. (On XLA:CPU that vectorises along the long slot axis, where `[b, s, k, d]` with a batched dot
+would run many tiny d-long products; docs/benchmarks.md has the decode timings.)
 A call with a cache writes its T new keys/values at slots [cache_index, cache_index + T) and
 attends, for each query at slot cache_index + i, to the slots <= its own whose `key_mask_bs` is
 true (left padding and empty slots are false). `attend_len` (static) limits attention to the first
@@ -237,8 +238,8 @@ def decode_multiply_add() -> bool:
     """Whether a decode step's attention scores are written as head_dim explicit multiply-adds
     (XLA:CPU only, where they fuse into one elementwise loop and beat a batched dot) rather than
     one einsum. Elsewhere the einsum: the unrolled form puts head_dim x layers x unrolled steps x
-    decode loops ops into the program (~49k for a 24-layer, head_dim-64 model), and XLA:GPU did
-    not finish compiling such a sampler in 5 minutes."""
+    decode loops ops into the program, which for a deep model is more than XLA:GPU compiles in
+    useful time."""
     return target_backend() == "cpu"
 
 
@@ -378,12 +379,11 @@ def _causal_blocks(t: int) -> int:
 
 # The grouped kernel: per kv head, its g query heads are one matrix of t*g rows, row t*g + j being
 # position t of query head j, so every product is a batched matmul over [b, kv heads] with g times
-# more rows than per-head attention and no repeated keys or values (XLA:CPU runs these small-head
-# products 1.4-1.6x faster than the per-head ones). The backward pass is written out from the
+# more rows than per-head attention and no repeated keys or values (XLA:CPU runs a few tall
+# products faster than many small per-head ones). The backward pass is written out from the
 # saved probabilities: dP = dO V^T, dS = P (dP - rowsum(dO O)) / sqrt(d), dQ = dS K, dK = dS^T Q,
-# dV = P^T dO; autodiff of the softmax fused several extra elementwise passes into the products.
-# Measured in one process on the update benchmark: the whole step 1.11x faster than autodiff of
-# the per-head layout.
+# dV = P^T dO, because autodiff of the softmax fused several extra elementwise passes into the
+# products. docs/benchmarks.md has the update step's timings with and without this kernel.
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -597,9 +597,9 @@ def _rope_tables_once(cfg: ModelConfig, positions_bt, dtype):
     """`rope_tables` for the no-cache path. On XLA:CPU they are computed in the body of a while
     loop that runs once (a trip count known only at run time), so that they are buffers read by
     every layer: left to fusion, XLA evaluated cos and sin again for every head inside each layer's
-    RoPE fusions, forward and backward (measured on the update benchmark's step: the fusions that
-    assemble the qkv gradient 90 -> 24-33 ms). The loop's initial value is the tables themselves, so
-    any trip count gives the same result."""
+    RoPE fusions, forward and backward, which made the fusions that assemble the qkv gradient a
+    large share of the update step. The loop's initial value is the tables themselves, so any trip
+    count gives the same result."""
     tables = rope_tables(cfg, positions_bt, dtype)
     if target_backend() != "cpu":
         return tables

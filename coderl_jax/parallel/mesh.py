@@ -19,9 +19,10 @@ import math
 import os
 
 import jax
-import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh
+
+from coderl_jax.errors import UserError
 
 AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")  # the mesh axes the batch dimension is split over
@@ -29,7 +30,7 @@ BATCH_AXES = ("data", "fsdp")  # the mesh axes the batch dimension is split over
 log = logging.getLogger(__name__)
 
 
-class MeshError(ValueError):
+class MeshError(UserError, ValueError):
     """Mesh axis sizes that do not fit the devices of the job."""
 
 
@@ -92,12 +93,6 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices=None) -> M
 def data_parallel_size(mesh: Mesh) -> int:
     """How many ways the batch rows are split: the product of the BATCH_AXES sizes."""
     return math.prod(mesh.shape[a] for a in BATCH_AXES)
-
-
-def single_device_mesh(device=None) -> Mesh:
-    """A 1x1x1 mesh (for code that always wants a mesh)."""
-    device = device or jax.devices()[0]
-    return Mesh(np.array([device]).reshape(1, 1, 1), AXES, axis_types=(AxisType.Auto,) * 3)
 
 
 def init_distributed() -> None:

@@ -13,7 +13,6 @@ from coderl_jax.rl.kl import kl_penalty
 from coderl_jax.rl.logprobs import token_logprobs
 from coderl_jax.rl.policy_loss import (
     AGG_MODES,
-    aggregate_loss,
     loss_denominator,
     loss_numerator,
     masked_mean,
@@ -21,7 +20,7 @@ from coderl_jax.rl.policy_loss import (
 )
 
 __all__ = [
-    "AGG_MODES", "advantage_estimators", "aggregate_loss", "compute_advantages", "kl_penalty",
+    "AGG_MODES", "advantage_estimators", "compute_advantages", "kl_penalty",
     "loss_denominator", "loss_numerator", "masked_mean", "policy_loss", "register_advantage",
     "token_logprobs", "zero_variance_fraction",
 ]

@@ -13,23 +13,22 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from coderl_jax.registry import Registry
+
 EPS = 1e-6  # verl's epsilon in the GRPO denominator
 WHITEN_EPS = 1e-8  # verl's masked_whiten epsilon
 
 AdvantageFn = Callable[..., jnp.ndarray]
-_REGISTRY: dict[str, AdvantageFn] = {}
+ESTIMATORS: Registry[AdvantageFn] = Registry("advantage estimator")
 
 
 def register_advantage(name: str):
-    def wrap(fn: AdvantageFn) -> AdvantageFn:
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: register `fn(rewards, group_size, **kwargs) -> advantages` under `name`."""
+    return ESTIMATORS.register(name)
 
 
 def advantage_estimators() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(ESTIMATORS.names())
 
 
 def _groups(rewards, group_size: int):
@@ -92,9 +91,7 @@ def reinforce_pp_baseline(rewards, group_size: int, *, mask=None, **_):
 
 def compute_advantages(rewards, group_size: int, estimator: str = "grpo", **kwargs):
     """Advantages [num_prompts * group_size] for flat, consecutively grouped rewards."""
-    if estimator not in _REGISTRY:
-        raise ValueError(f"unknown advantage estimator {estimator!r}; known: {advantage_estimators()}")
-    return _REGISTRY[estimator](rewards, group_size, **kwargs)
+    return ESTIMATORS.get(estimator)(rewards, group_size, **kwargs)
 
 
 def zero_variance_fraction(rewards, group_size: int):

@@ -46,12 +46,6 @@ def loss_denominator(mask_bt, agg: str = "token-mean", norm_len: int | None = No
     return jnp.sum((jnp.sum(mask_bt, axis=-1) > 0).astype(jnp.float32))
 
 
-def aggregate_loss(loss_bt, mask_bt, agg: str = "token-mean", norm_len: int | None = None):
-    """verl's agg_loss on one batch; a zero denominator gives 0, not NaN."""
-    den = loss_denominator(mask_bt, agg, norm_len)
-    return loss_numerator(loss_bt, mask_bt, agg) / jnp.maximum(den, 1e-8)
-
-
 def masked_mean(x_bt, mask_bt):
     mask_bt = jnp.asarray(mask_bt, jnp.float32)
     return jnp.sum(x_bt * mask_bt) / jnp.maximum(jnp.sum(mask_bt), 1.0)

@@ -12,23 +12,19 @@ from typing import Callable, Sequence
 import numpy as np
 
 from coderl_jax.data.responses import extract_code
+from coderl_jax.registry import Registry
 
 RewardFn = Callable[..., tuple[np.ndarray, dict]]
-_REWARDS: dict[str, RewardFn] = {}
+REWARDS: Registry[RewardFn] = Registry("reward")
 
 
 def register_reward(name: str):
-    def wrap(fn: RewardFn) -> RewardFn:
-        _REWARDS[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: register a reward function under `name` (the config's `tracer.reward`)."""
+    return REWARDS.register(name)
 
 
 def get_reward(name: str) -> RewardFn:
-    if name not in _REWARDS:
-        raise ValueError(f"unknown reward {name!r}; registered: {sorted(_REWARDS)}")
-    return _REWARDS[name]
+    return REWARDS.get(name)
 
 
 def code_reward_requests(problems: Sequence, responses: Sequence[str], *, timeout_s: float = 6.0,

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from coderl_jax.errors import UserError
+
 log = logging.getLogger("coderl_jax.sft")
 
 
@@ -227,7 +229,9 @@ def alignment_scores(sampler, tokenizer, records, *, max_new_tokens: int) -> dic
             "output_correct": sum(s.items[0] for s in scores) / len(scores)}
 
 
-def evaluate(model_dir: Path, pool, train, heldout, heldout_records, args) -> dict:
+def evaluate_warm_start(model_dir: Path, pool, train, heldout, heldout_records, args) -> dict:
+    """Greedy pass@1 of the saved model on held-out (and some training) problems, and its
+    alignment answers on traced held-out programs."""
     from coderl_jax.models.hf_io import load_hf, load_tokenizer
     from coderl_jax.sampling.sampler import Sampler
 
@@ -259,19 +263,114 @@ def build_tokenizer(examples, vocab_size: int):
     return train_bpe_tokenizer(texts, vocab_size)
 
 
+class SFTError(UserError, ValueError):
+    """A warm start that cannot be built from the given data (`coderl sft` reports it in one line)."""
+
+
+@dataclasses.dataclass
+class SFTData:
+    """The examples a warm start trains on, its tokenizer and what is written about them."""
+
+    train: list  # training problems
+    heldout: list  # held-out problems
+    heldout_records: list  # traced held-out programs for the alignment score
+    tokenizer: object
+    encoded: object  # trainer.Encoded: the examples as token rows
+    info: dict  # counts written to sft.json's "data"
+
+
+def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
+    """Code examples from the reference solutions, alignment examples from tracing them (and
+    test-output examples), a tokenizer learnt from them, and the encoded rows."""
+    from coderl_jax.sft import trainer as sft
+
+    code = sft.code_examples(train)
+    if not code:
+        raise SFTError("no training problem has metadata.solution (a reference program)")
+    records, harvest_counts = ([], {}) if args.code_fraction == 1.0 or not args.align_inputs else \
+        sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed)
+    heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
+        pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1)[0]
+    align = sft.align_examples(records)
+    test_output = sft.test_output_examples(train, inputs_per_problem=args.test_output_inputs) \
+        if args.test_output_inputs and args.code_fraction < 1.0 else []
+    align += test_output
+    if not align and args.code_fraction < 1.0:
+        log.warning("no alignment examples (harvest counts %s): training on code only", harvest_counts)
+    tokenizer = build_tokenizer(code + align, args.vocab_size)
+    enc = sft.encode_examples(code + align, tokenizer, max_len=args.max_len)
+    lengths = enc.lengths()
+    info = {"train_problems": len(train), "heldout_problems": len(heldout), "code_examples": len(code),
+            "without_solution": len(train) - len(code),
+            "align_examples": len(align), "test_output_examples": len(test_output), "dropped_too_long": enc.dropped,
+            "harvest": harvest_counts, "vocab_size": len(tokenizer),
+            "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0,
+            "max_tokens": int(lengths.max()) if len(lengths) else 0, "source": source}
+    return SFTData(train, heldout, heldout_records, tokenizer, enc, info)
+
+
+def train_policy(args, data: SFTData, pool, cfg):
+    """A random Qwen2 of the chosen size trained on the data; returns (model config, params, history)."""
+    from coderl_jax.models.transformer import init_params
+    from coderl_jax.sft import trainer as sft
+
+    model_cfg = sft.sft_model_config(data.tokenizer, hidden_size=args.hidden, num_layers=args.layers,
+                                     num_heads=args.heads, num_kv_heads=args.kv_heads,
+                                     intermediate_size=args.intermediate)
+    print(f"model: qwen2, {model_cfg.num_params() / 1e6:.2f}M parameters, hidden {args.hidden}, "
+          f"{args.layers} layers, {args.heads} heads ({args.kv_heads} kv), intermediate {args.intermediate}",
+          flush=True)
+    params = init_params(model_cfg, args.seed)
+
+    def on_log(rec):
+        log.info("step %d loss %.4f grad_norm %.3f lr %.2e %.0f tokens/s", rec["step"], rec["loss"],
+                 rec["grad_norm"], rec["lr"], rec["tokens_per_s"])
+
+    def on_eval(step, params):
+        from coderl_jax.sampling.sampler import Sampler
+
+        problems = data.heldout[: args.eval_max] if args.eval_max else data.heldout
+        rate = code_pass_rate(Sampler(model_cfg, params, data.tokenizer), data.tokenizer, pool, problems,
+                              max_new_tokens=args.max_new_tokens)["pass@1"]
+        log.info("step %d held-out greedy pass@1 %.3f over %d problems", step, rate, len(problems))
+        return {"eval/heldout_pass@1": rate}
+
+    params, history = sft.train_sft(model_cfg, params, data.encoded, cfg, pad_id=model_cfg.pad_token_id,
+                                    on_log=on_log, progress=not args.quiet, eval_every=args.eval_every,
+                                    on_eval=on_eval)
+    return model_cfg, params, history
+
+
+def save_policy(args, data: SFTData, model_cfg, params, history, cfg) -> tuple[Path, dict]:
+    """The Hugging Face directory and its sft.json (settings, data counts, loss curve)."""
+    import jax.numpy as jnp
+
+    from coderl_jax.models.hf_io import save_hf
+
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tok_dir:
+        data.tokenizer.save_pretrained(tok_dir)
+        save_hf(model_cfg, params, out, tokenizer_dir=tok_dir, dtype=jnp.dtype(args.save_dtype),
+                overwrite=args.overwrite)
+    model_info = {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
+                  "intermediate": args.intermediate, "params": model_cfg.num_params(),
+                  "save_dtype": args.save_dtype}
+    info = {"args": {k: v for k, v in vars(args).items() if k != "command"}, "sft": dataclasses.asdict(cfg),
+            "model": model_info, "data": data.info, "history": history, "train_s": history[-1]["elapsed_s"],
+            "tokens_per_s": overall_tokens_per_s(history)}
+    (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out, info
+
+
 def main(args) -> int:
     err = _check_args(args)
     if err:
         return _fail(err)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    import jax.numpy as jnp
-
     from tracer import TracerPool
 
     from coderl_jax.data.records import DataError
-    from coderl_jax.models.hf_io import save_hf
-    from coderl_jax.models.transformer import init_params
-    from coderl_jax.train import sft
+    from coderl_jax.sft import trainer as sft
 
     cfg = sft.SFTConfig(steps=args.steps, batch_size=args.batch, max_len=args.max_len, learning_rate=args.lr,
                         warmup_steps=args.warmup, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
@@ -284,70 +383,16 @@ def main(args) -> int:
         return _fail(str(e))
     except ImportError as e:
         return _fail(f"cannot generate the task suite ({e}); pass --train FILE")
-    code = sft.code_examples(train)
-    if not code:
-        return _fail("no training problem has metadata.solution (a reference program)")
     with TracerPool(workers=args.workers) as pool:
-        records, harvest_counts = ([], {}) if args.code_fraction == 1.0 or not args.align_inputs else \
-            sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed)
-        heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
-            pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1)[0]
-        align = sft.align_examples(records)
-        test_output = sft.test_output_examples(train, inputs_per_problem=args.test_output_inputs) \
-            if args.test_output_inputs and args.code_fraction < 1.0 else []
-        align += test_output
-        if not align and args.code_fraction < 1.0:
-            log.warning("no alignment examples (harvest counts %s): training on code only", harvest_counts)
-        tokenizer = build_tokenizer(code + align, args.vocab_size)
-        enc = sft.encode_examples(code + align, tokenizer, max_len=args.max_len)
-        lengths = enc.lengths()
-        data_info = {"train_problems": len(train), "heldout_problems": len(heldout), "code_examples": len(code),
-                     "without_solution": len(train) - len(code),
-                     "align_examples": len(align), "test_output_examples": len(test_output), "dropped_too_long": enc.dropped, "harvest": harvest_counts,
-                     "vocab_size": len(tokenizer), "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0,
-                     "max_tokens": int(lengths.max()) if len(lengths) else 0, "source": source}
-        print("data: " + json.dumps(data_info), flush=True)
-        model_cfg = sft.sft_model_config(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
-                                         num_heads=args.heads, num_kv_heads=args.kv_heads,
-                                         intermediate_size=args.intermediate)
-        print(f"model: qwen2, {model_cfg.num_params() / 1e6:.2f}M parameters, hidden {args.hidden}, "
-              f"{args.layers} layers, {args.heads} heads ({args.kv_heads} kv), intermediate {args.intermediate}",
-              flush=True)
-        params = init_params(model_cfg, args.seed)
-
-        def on_log(rec):
-            log.info("step %d loss %.4f grad_norm %.3f lr %.2e %.0f tokens/s", rec["step"], rec["loss"],
-                     rec["grad_norm"], rec["lr"], rec["tokens_per_s"])
-
-        def on_eval(step, params):
-            from coderl_jax.sampling.sampler import Sampler
-
-            problems = heldout[: args.eval_max] if args.eval_max else heldout
-            rate = code_pass_rate(Sampler(model_cfg, params, tokenizer), tokenizer, pool, problems,
-                                  max_new_tokens=args.max_new_tokens)["pass@1"]
-            log.info("step %d held-out greedy pass@1 %.3f over %d problems", step, rate, len(problems))
-            return {"eval/heldout_pass@1": rate}
-
-        params, history = sft.train_sft(model_cfg, params, enc, cfg, pad_id=model_cfg.pad_token_id, on_log=on_log,
-                                        progress=not args.quiet, eval_every=args.eval_every, on_eval=on_eval)
-        train_s = history[-1]["elapsed_s"]  # evaluations during training left out
-        out = Path(args.out)
-        with tempfile.TemporaryDirectory() as tok_dir:
-            tokenizer.save_pretrained(tok_dir)
-            save_hf(model_cfg, params, out, tokenizer_dir=tok_dir, dtype=jnp.dtype(args.save_dtype),
-                    overwrite=args.overwrite)
-        model_info = {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
-                      "intermediate": args.intermediate, "params": model_cfg.num_params(),
-                      "save_dtype": args.save_dtype}
-        info = {"args": {k: v for k, v in vars(args).items() if k != "command"}, "sft": dataclasses.asdict(cfg),
-                "model": model_info, "data": data_info, "history": history, "train_s": train_s,
-                "tokens_per_s": overall_tokens_per_s(history)}
-        (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
-        print(f"trained {cfg.steps} steps in {train_s:.0f} s ({info['tokens_per_s']:.0f} tokens/s); "
+        data = prepare_data(args, pool, train, heldout, source)
+        print("data: " + json.dumps(data.info), flush=True)
+        model_cfg, params, history = train_policy(args, data, pool, cfg)
+        out, info = save_policy(args, data, model_cfg, params, history, cfg)
+        print(f"trained {cfg.steps} steps in {info['train_s']:.0f} s ({info['tokens_per_s']:.0f} tokens/s); "
               f"loss {history[0]['loss']:.3f} -> {history[-1]['loss']:.3f}; saved {out}", flush=True)
         if args.no_eval:
             return 0
-        scores = evaluate(out, pool, train, heldout, heldout_records, args)
+        scores = evaluate_warm_start(out, pool, train, heldout, data.heldout_records, args)
     info["eval"] = scores
     info["total_s"] = time.perf_counter() - t_start
     (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")

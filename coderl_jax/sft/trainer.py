@@ -62,7 +62,7 @@ class SFTExample:
 
 @dataclasses.dataclass(frozen=True)
 class SFTConfig:
-    """Defaults: the 240-step recipe measured in docs/sft.md."""
+    """Defaults: the 240-step recipe of docs/sft.md."""
 
     steps: int = 240
     batch_size: int = 16

@@ -2,7 +2,7 @@
 and Weights & Biases when configured.
 
 On resume the JSONL file is cut back to the restored step, so a killed-and-resumed run leaves the
-same file as an uninterrupted one.
+same file as an uninterrupted one. `read_metrics` reads it back (the report and the tests use it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from coderl_jax.data.readers import iter_jsonl
 
 
 def _clean(value: Any):
@@ -48,16 +50,9 @@ class MetricsWriter:
     def _truncate_after(self, step: int | None) -> None:
         if not self.path.exists():
             return
-        keep = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut by a kill: drop it and everything after
-            if step is None or record.get("step", 0) <= step:
-                keep.append(line)
+        keep = [r for r in read_metrics(self.path) if step is None or r.get("step", 0) <= step]
         tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
         tmp.replace(self.path)
 
     def write(self, step: int, metrics: dict[str, Any]) -> dict:
@@ -84,7 +79,19 @@ class MetricsWriter:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics file (or of `<dir>/metrics.jsonl`), in file order.
+
+    A run killed mid-write leaves its last line cut short, so a last line that is not a JSON
+    object is skipped; any other such line raises `DataError` naming the file and the line."""
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    bad: list = []
+    rows = []
+    for _, row in iter_jsonl(path, on_bad_row=bad.append):
+        if bad:  # a bad line with a good one after it: not a cut last line
+            raise bad[0]
+        rows.append(row)
+    if len(bad) > 1:
+        raise bad[0]
+    return rows

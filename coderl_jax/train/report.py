@@ -6,10 +6,11 @@ a run ends; `python -m coderl_jax.train.report OUT_DIR` does the same for any ru
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
+
+from coderl_jax.train.metrics import read_metrics
 
 # (metric, label) rows of the summary table, in order; rows a run never logged are left out
 SUMMARY = (
@@ -30,18 +31,6 @@ PLOTS = {
     "pass_at_1": ("pass@1", ["reward/pass_rate", "eval/pass@1"]),
     "alignment": ("alignment accuracy", ["align/accuracy", "align/exact", "probe/exact", "probe/accuracy"]),
 }
-
-
-def read_metrics(out_dir: str | Path) -> list[dict]:
-    path = Path(out_dir) / "metrics.jsonl"
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as e:
-                raise ValueError(f"{path}:{i}: not JSON ({e})") from e
-    return rows
 
 
 def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:

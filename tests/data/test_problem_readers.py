@@ -142,8 +142,44 @@ def test_whole_file_errors(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         read_problems(tmp_path / "missing.jsonl")
     (tmp_path / "x.csv").write_text("a,b\n")
-    with pytest.raises(DataError, match="unknown problem file type"):
+    with pytest.raises(DataError, match="unknown file type"):
         read_problems(tmp_path / "x.csv")
     (tmp_path / "broken.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="cannot open parquet"):
         read_problems(tmp_path / "broken.parquet")
+
+
+def test_iter_jsonl_rows_arrays_gzip_and_bad_rows(tmp_path):
+    import gzip
+
+    from coderl_jax.data.readers import iter_jsonl
+
+    path = write_jsonl(tmp_path / "rows.jsonl", [{"a": 1}, "", "{oops", "[1]", {"b": 2}])
+    with pytest.raises(DataError) as e:
+        list(iter_jsonl(path))
+    assert (e.value.path, e.value.row, e.value.reason) == (str(path), 3, "unreadable_row")
+    seen = []
+    assert list(iter_jsonl(path, on_bad_row=seen.append)) == [(1, {"a": 1}), (5, {"b": 2})]
+    assert [(err.row, err.message.split(":")[0]) for err in seen] == [(3, "invalid JSON"),
+                                                                       (4, "row is a JSON list, expected an object")]
+    with gzip.open(tmp_path / "rows.jsonl.gz", "wt") as f:
+        f.write('\n[{"a": 1},\n {"b": 2}]\n')  # one JSON array: items from 0
+    assert list(iter_jsonl(tmp_path / "rows.jsonl.gz")) == [(0, {"a": 1}), (1, {"b": 2})]
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"a": 1}\n{"b": "\xe9"}\n')
+    with pytest.raises(DataError, match=r"latin1\.jsonl:2: not UTF-8"):
+        list(iter_jsonl(tmp_path / "latin1.jsonl"))
+
+
+def test_training_and_evaluation_read_a_bad_row_alike(tmp_path):
+    """The same broken file gives the same located error whether the trainer's reader (strict) or
+    a benchmark loader reads it."""
+    from coderl_jax.eval.benchmarks import load_benchmark
+
+    path = str(write_jsonl(tmp_path / "bad.jsonl", ["", "{oops", canonical_rows(1)[0]]))
+    errors = []
+    for read in (lambda: read_problems(path, strict=True), lambda: load_benchmark("problems", path),
+                 lambda: load_benchmark("cruxeval_o", path)):
+        with pytest.raises(DataError) as e:
+            read()
+        errors.append(str(e.value))
+    assert errors == [f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes at column 2"] * 3

@@ -144,7 +144,7 @@ def test_export_cli_from_training_checkpoints(params, tmp_path):
 
 
 def test_export_cli_reports_bad_source(tmp_path, capsys):
-    assert coderl(["export", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert coderl(["export", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "config.json" in err
 

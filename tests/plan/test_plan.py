@@ -35,7 +35,8 @@ config = TrainConfig(model={model!r}, topology="v5p:2x2x1", param_dtype="float32
 
 
 def test_parse_topology():
-    assert parse_topology("v5p:4x4x4")[1:] == (parse_topology("v5p:4x4x4")[1], 64)
+    name, chip, chips = parse_topology("v5p:4x4x4")
+    assert (name, chip.name, chip.hbm_gib, chips) == ("v5p:4x4x4", "TPU v5p", 95, 64)
     name, chip, chips = parse_topology("v5p-64")
     assert (name, chips, chip.hbm_gib) == ("v5p:2x4x4", 32, 95)
     name, chip, chips = parse_topology("v6e-64")

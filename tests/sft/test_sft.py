@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from coderl_jax.data.records import Problem
-from coderl_jax.train import sft
+from coderl_jax.sft import trainer as sft
 
 SOLUTIONS = {
     "add": ("Read two integers a and b on one line and print a + b.",
@@ -304,7 +304,7 @@ def test_saved_bpe_tokenizer_loads_as_it_was_trained():
 
     from coderl_jax.models.hf_io import load_tokenizer
 
-    model = Path(__file__).resolve().parents[2] / "configs" / "models" / "coderl-tiny"
+    model = Path(__file__).resolve().parents[2] / "coderl_jax" / "configs" / "models" / "coderl-tiny"
     text = "multiply each number by 3, then add 7\n    if x > -4:\n        return [x * 3 for x in nums]\n"
     expected = Tokenizer.from_file(str(model / "tokenizer.json")).encode(text).ids
     ours = load_tokenizer(model)

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from coderl_jax.train.report import read_metrics, report, series, summary_table
+from coderl_jax.data.records import DataError
+from coderl_jax.train.report import report, series, summary_table
 
 
 def write_metrics(path, rows):
@@ -34,10 +35,15 @@ def test_series_skips_missing_and_nonfinite():
     assert summary_table([{"step": 1}]).count("\n") == 1  # header only
 
 
-def test_bad_metrics_line_is_located(tmp_path):
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n')
-    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
-        read_metrics(tmp_path)
+def test_report_skips_a_cut_last_line_and_names_a_bad_one(tmp_path):
+    write_metrics(tmp_path, [{"step": 1, "reward/mean": 0.5}])
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "reward/me')  # the run was killed mid-write
+    table, _ = report(tmp_path)
+    assert "| 0.500 (1) | 0.500 (1) |" in next(line for line in table.splitlines() if "`reward/mean`" in line)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(DataError, match=r"metrics\.jsonl:2: invalid JSON"):
+        report(tmp_path)
 
 
 def test_moving_average_against_numpy():
