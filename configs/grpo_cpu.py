@@ -1,36 +1,3 @@
-"""GRPO on the compositions the warm start never saw. Held-out greedy pass@1 67% -> 74% in 40
-steps with seed 0, 67% with seed=1 and seed=2 (README): not yet a run that clearly learns.
+"""GRPO on compositions the warm start never saw: the preset `grpo_cpu`."""
 
-`coderl train --config configs/grpo_cpu.py` (~12 min on 2 cores). It differs from the embedded
-default (configs/default_cpu.py) in four measured ways:
-
-- policy: configs/models/coderl-tiny-rl25, fine-tuned (`coderl sft --rl-reserve 0.25`, 900 steps)
-  on the 2,098 training problems whose compositions avoid a reserved quarter of the training
-  bigrams (suite.reserve_for_rl); held-out greedy pass@1 67%;
-- data: RL draws from the other 902 training problems (`rl.jsonl`), compositions the policy never
-  saw, so its failures there are held-out-like (wrong variable carried into the next step, a
-  constant not copied) while the held-out split stays disjoint from both parts;
-- DAPO dynamic sampling: zero-variance groups are dropped and refilled (at most 2 extra rounds);
-  the confident warm start gives 40-80% zero-variance groups at group size 4;
-- code only (alignment off) at lr 1e-4: on seed 0 the same run with alignment prompts (1 or 2 of
-  8) ended lower (README, "What the default run does"; one seed each).
-"""
-
-import dataclasses
-from pathlib import Path
-
-from coderl_jax.data.suite import write_suite
-from coderl_jax.train.config_util import load_config_file
-
-HERE = Path(__file__).resolve().parent
-base = load_config_file(HERE / "default_cpu.py")  # writes the suite into the cache, as the default does
-SUITE = write_suite(Path(base.data.train_path).parent, seed=0, n_train=3000, n_heldout=300, rl_reserve=0.25)
-config = dataclasses.replace(
-    base,
-    model=str(HERE / "models" / "coderl-tiny-rl25"),
-    out_dir="runs/grpo_cpu",
-    data=dataclasses.replace(base.data, train_path=SUITE["rl"]),
-    rollout=dataclasses.replace(base.rollout, dynamic_sampling=True),
-    optim=dataclasses.replace(base.optim, learning_rate=1e-4),
-    alignment=dataclasses.replace(base.alignment, mode="off"),
-)
+from coderl_jax.configs.grpo_cpu import config  # noqa: F401

@@ -21,12 +21,13 @@ MOVED = {
     "coderl_jax.train.plan": "coderl_jax.plan.planner",
     "coderl_jax.train.ablation": "coderl_jax.experiments.ablation",
     "coderl_jax.train.rewards": "coderl_jax.rl.rewards",
+    "coderl_jax.train.paper": "coderl_jax.configs.paper_settings",
 }
 
 # a package may import the packages to its right only (models -> parallel, ..., cli -> everything)
 LAYERS = [
-    {"parallel"}, {"models", "optim", "registry", "cpu_runtime"}, {"sampling", "rl", "data"},
-    {"alignment", "eval"}, {"configs"}, {"train"}, {"sft", "plan", "experiments"}, {"cli"},
+    {"parallel", "errors", "registry"}, {"models", "optim", "cpu_runtime"}, {"sampling", "rl", "data"},
+    {"alignment", "eval"}, {"train"}, {"configs"}, {"sft", "plan", "experiments"}, {"cli"},
 ]
 
 

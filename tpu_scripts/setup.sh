@@ -5,7 +5,7 @@
 #   tpu_scripts/setup.sh --name coderl-7b --zone us-east5-a \
 #       [--model Qwen/Qwen2.5-Coder-7B-Instruct] [--data gs://bucket/prime_code] [--project P] [--dry-run]
 #
-# The model lands in ~/coderl_jax/models/<name> on every worker (what configs/qwen25_coder_*.py
+# The model lands in ~/coderl_jax/models/<name> on every worker (what the qwen25_coder_* presets
 # expect); --data copies a prepared data directory to ~/coderl_jax/data/<basename>.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh

@@ -13,7 +13,6 @@ with the run's target selection; at every evaluation two numbers are logged:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -22,27 +21,17 @@ import numpy as np
 from coderl_jax.alignment.likelihood import teacher_forced
 from coderl_jax.alignment.records import AlignmentRecord
 from coderl_jax.alignment.targets import eligible_variables, select_targets
+from coderl_jax.data.readers import iter_jsonl
 from coderl_jax.data.records import DataError
 
 log = logging.getLogger("coderl_jax.alignment")
 
 
 def read_probe_file(path: str | Path) -> list[dict]:
+    """The probe rows of a JSONL file; a row without a program, or with a stdin that is not a
+    string, is a DataError naming file, row and field."""
     rows = []
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise DataError(f"cannot read probe file: {e.strerror}", path=str(path), reason="unreadable_file") from e
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise DataError(f"not JSON: {e}", path=str(path), row=i, reason="unreadable_row") from e
-        if not isinstance(row, dict):
-            raise DataError("a row must be a JSON object", path=str(path), row=i, reason="unreadable_row")
+    for i, row in iter_jsonl(path):
         if not isinstance(row.get("program"), str) or not row["program"].strip():
             raise DataError("missing or empty", path=str(path), row=i, field="program", reason="missing_field")
         if not isinstance(row.get("stdin", ""), str):
@@ -70,32 +59,35 @@ def build_probe_records(rows: list[dict], tracer, *, k: int, targets: str, max_v
     return records
 
 
-def load_probe(cfg, tracer, align) -> list[AlignmentRecord]:
+def load_probe(rows: list[dict], cfg, tracer, align) -> list[AlignmentRecord]:
+    """The probe records of `rows` (read_probe_file) with the run's target selection, those whose
+    prompt fits."""
     a = cfg.alignment
-    records = build_probe_records(read_probe_file(a.probe_path), tracer, k=a.k, targets=a.targets,
-                                  max_value_chars=a.max_value_chars, timeout_s=a.harvest_timeout_s, limit=a.probe_max)
+    records = build_probe_records(rows, tracer, k=a.k, targets=a.targets, max_value_chars=a.max_value_chars,
+                                  timeout_s=a.harvest_timeout_s, limit=a.probe_max)
     return [r for r in records if align.prompt_fits(r)]
 
 
-def probe(ctx, records: list[AlignmentRecord], step: int) -> dict:
-    """probe/loglik, probe/exact, probe/accuracy, probe/parsed for the current policy."""
+def probe(records: list[AlignmentRecord], *, align, tokenizer, sampler, loglik_fn, max_new_tokens: int,
+          stop: tuple = (), seed: int = 0) -> dict:
+    """probe/loglik, probe/exact, probe/accuracy, probe/parsed of the current policy.
+
+    `loglik_fn(rows) -> log-probs [B, L]` scores packed rows under the policy; `sampler` answers
+    greedily from the same policy; `align` (an AlignmentTask) builds the prompts and decodes."""
     from coderl_jax.alignment.answers import parse_answer
     from coderl_jax.alignment.rewards import score_answer
     from coderl_jax.sampling.sampler import SamplingParams
 
-    align = ctx.align
     prompt_ids = align.prompt_ids(records)
-    encode = lambda text: ctx.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
     responses, masks = [], []
     for rec in records:
         ids, mask = teacher_forced(rec, [], None, decode=align.decode, encode=encode)
         responses.append(ids)
         masks.append(mask)
-    params = ctx.live["state"].params
-    loglik = align.likelihood(lambda b: ctx.logprobs(params, b)[0], prompt_ids, responses, masks)
-    sp = SamplingParams(n=1, max_new_tokens=ctx.cfg.rollout.max_new_tokens, temperature=0.0,
-                        stop=tuple(ctx.cfg.rollout.stop), seed=step)
-    groups = ctx.sampler.generate(prompt_ids, sp)
+    loglik = align.likelihood(loglik_fn, prompt_ids, responses, masks)
+    sp = SamplingParams(n=1, max_new_tokens=max_new_tokens, temperature=0.0, stop=tuple(stop), seed=seed)
+    groups = sampler.generate(prompt_ids, sp)
     scores = [score_answer(rec, parse_answer(align.decode(g[0].token_ids)), "official")
               for rec, g in zip(records, groups)]
     return {"probe/loglik": float(np.mean(loglik)), "probe/exact": float(np.mean([s.exact for s in scores])),

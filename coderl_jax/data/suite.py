@@ -482,6 +482,17 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def write_probe(path: str | os.PathLike, heldout: Sequence[Problem], n: int = 32) -> str:
+    """Write the alignment probe's unseen programs to `path` (JSONL {"id", "program", "stdin"}): the
+    first `n` held-out problems' reference solutions with their first test input. Left untouched
+    when its bytes would not change; returns the path."""
+    rows = [{"id": p.id, "program": p.metadata["solution"], "stdin": p.tests["inputs"][0]} for p in heldout[:n]]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    return str(path)
+
+
 def reserve_for_rl(train: Sequence[Problem], seed: int = 0, fraction: float = 0.25) -> tuple[list, list]:
     """Split training problems into (sft, rl) by composition, the way the held-out split is made:
     a seeded `fraction` of the bigrams of their compositions is reserved, and a problem goes to `rl`

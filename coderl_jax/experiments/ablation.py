@@ -37,12 +37,15 @@ COLUMNS = (("pass@1", "held-out pass@1"), ("code_reasoning", "code reasoning"), 
 
 
 def arm_config(config_path: str, arm: str, seed: int, out_dir: Path, steps: int | None, overrides: list[str]):
-    from coderl_jax.train.config_util import apply_overrides, load_config_file
+    """The run of `arm` with `seed`: the base config (a preset name or a file) with the overrides, its
+    data prepared (the held-out scoring reads `data.eval_path` before any training)."""
+    from coderl_jax.train.config_util import apply_overrides, load_config
+    from coderl_jax.train.data_setup import prepare_data
 
     extra = [*overrides, *ARMS[arm], f"seed={seed}", f"out_dir={out_dir}"]
     if steps is not None:
         extra.append(f"steps={steps}")
-    return apply_overrides(load_config_file(config_path), extra).validate()
+    return prepare_data(apply_overrides(load_config(config_path), extra).validate())
 
 
 def heldout_scores(cfg, model: Path, out_dir: Path, *, samples: int, temperature: float, seed: int) -> dict:

@@ -13,7 +13,8 @@ from coderl_jax.experiments.ablation import ARMS, run_ablation
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from coderl_jax.train.config_util import DEFAULT_CONFIG
 
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="the base config (default: the embedded default)")
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help=f"the base config: a preset name or a config file (default: {DEFAULT_CONFIG})")
     parser.add_argument("--arms", default="grpo,coderl,align_only", help=f"comma-separated, from {sorted(ARMS)}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the config's)")

@@ -12,12 +12,14 @@ from coderl_jax.plan.planner import PlanError, find_libtpu, format_report, parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="a Python config file defining `config`")
+    parser.add_argument("--config", required=True,
+                        help="a preset name (e.g. qwen25_coder_7b_v5p64) or a Python config file defining `config`")
     parser.add_argument("--topology", default="",
                         help="TPU topology (v5p:2x4x4, v6e:8x8, v5e:4x4) or accelerator type (v5p-64); "
                              "default: the config's `topology`")
     parser.add_argument("--model-config", default=None,
-                        help="a Hugging Face config.json (default: <model>/config.json, else configs/models/<name>)")
+                        help="a Hugging Face config.json (default: <model>/config.json, else the one shipped in "
+                             "coderl_jax/configs/models/<name>)")
     parser.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation for the step time (0.4)")
     parser.add_argument("--hbm-gib", type=float, default=None, help="override the chip's HBM (GiB)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
@@ -40,10 +42,10 @@ def _prepare_environment(libtpu: str) -> None:
 
 
 def main(args) -> int:
-    from coderl_jax.train.config_util import ConfigOverrideError, apply_overrides, load_config_file
+    from coderl_jax.train.config_util import ConfigOverrideError, apply_overrides, load_config
 
     try:
-        cfg = apply_overrides(load_config_file(args.config), args.overrides)
+        cfg = apply_overrides(load_config(args.config), args.overrides)
         topology = args.topology or cfg.topology
         if not topology:
             raise PlanError("no --topology and the config sets no `topology`")

@@ -31,15 +31,18 @@ decode step. The step time is FLOPs / (chips x peak x MFU) plus that bandwidth b
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import os
 import re
 import time
 from pathlib import Path
 
+from coderl_jax.errors import UserError
+
 GIB = 1024**3
-REPO = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO / "configs" / "models"
+# the paper models' config.json stubs ship in the package with the presets (coderl_jax/configs/models)
+MODELS_DIR = Path(str(importlib.resources.files("coderl_jax.configs") / "models"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +71,7 @@ ACCELERATOR_TYPES = {
 }
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     pass
 
 
@@ -101,7 +104,7 @@ def find_libtpu() -> str | None:
 
 def model_config_path(model: str) -> Path:
     """The config.json describing `model`: its own (a local HF directory), else the one shipped under
-    configs/models/<basename> (the paper's models, whose weights are not needed to plan)."""
+    coderl_jax/configs/models/<basename> (the paper's models, whose weights are not needed to plan)."""
     own = Path(model).expanduser() / "config.json"
     if own.exists():
         return own
@@ -168,8 +171,8 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     from coderl_jax.models import sharding, transformer
     from coderl_jax.models.config import ModelConfig
     from coderl_jax.parallel.mesh import BATCH_AXES, data_parallel_size, make_mesh
-    from coderl_jax.optim import make_optimizer
-    from coderl_jax.rl.train_step import TrainState, make_sharded_train_step, sequence_logprobs
+    from coderl_jax.rl.train_step import TrainState
+    from coderl_jax.train.programs import build_scoring, build_update
     from coderl_jax.sampling.sampler import DecodeSpec, cache_slots, generate_tokens
 
     topo_name, chip, chips = parse_topology(topology)
@@ -201,10 +204,10 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
               "rows_per_step": rows, "mini_batch_rows": mini_rows, "micro_batch_rows": micro_rows,
               "sequence_length": length, "prompts_per_generate": per_generate, "mfu": mfu, "programs": {}}
 
-    # update: the sharded train step on one mini-batch
-    optimizer = make_optimizer(cfg.optim)
-    step_fn, state_sh, batch_sh = make_sharded_train_step(model_cfg, cfg.loss, optimizer, mesh,
-                                                          num_micro=cfg.micro_batches)
+    # update: the sharded train step on one mini-batch, built as `coderl train` builds it
+    program = build_update(cfg, model_cfg, mesh)
+    step_fn, optimizer = program.step_fn, program.optimizer
+    state_sh, batch_sh = program.state_shardings, program.batch_sharding
     shapes = transformer.param_shapes(model_cfg)
     params_abs = _abstract(shapes, state_sh.params)
     opt_abs = _abstract(jax.eval_shape(optimizer.init, shapes), state_sh.opt_state)
@@ -239,9 +242,8 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     upd["calls"] = cfg.updates_per_step
 
     # scoring: old (and reference) log-probs, one micro-batch of rows per call
-    score_fn = jax.jit(lambda p, b: sequence_logprobs(p, model_cfg, b, temperature=cfg.loss.temperature,
-                                                      chunk_rows=cfg.loss.logprob_chunk_rows),
-                       in_shardings=(state_sh.params, batch_sh), out_shardings=(batch_sh, batch_sh))
+    score_fn = build_scoring(cfg, model_cfg, in_shardings=(state_sh.params, batch_sh),
+                             out_shardings=(batch_sh, batch_sh))
     sc = compile_program("scoring", score_fn, params_abs, batch(micro_rows), resident_args=param_bytes)
     sc["flops_per_call"] = sc["flops"]
     sc["calls"] = (rows // micro_rows) * (2 if cfg.loss.kl_coef else 1)

@@ -1,4 +1,4 @@
-"""`coderl train [--config FILE] [key=value ...]`: run or resume GRPO training."""
+"""`coderl train [--config PRESET|FILE] [key=value ...]`: run or resume GRPO training."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from pathlib import Path
 
 from coderl_jax.train.config_util import DEFAULT_CONFIG
 
+PRESET_HELP = ("default_cpu", "tiny_cpu", "grpo_cpu")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
-                        help="a Python config file defining `config` (default: configs/default_cpu.py)")
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help=f"a preset name ({', '.join(PRESET_HELP)}, ...; the paper-scale qwen25_coder_*) or "
+                             f"a Python config file defining `config` (default: {DEFAULT_CONFIG})")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="typed overrides of config fields, e.g. steps=20 optim.learning_rate=1e-5")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the config (with overrides) and exit; suite data paths are filled when the run starts")
 
 
 def main(args) -> int:
@@ -22,12 +26,12 @@ def main(args) -> int:
     import json
     import sys
 
-    from coderl_jax.train.config_util import ConfigOverrideError, apply_overrides, load_config_file
+    from coderl_jax.train.config_util import ConfigOverrideError, apply_overrides, load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save chatter
     try:
-        cfg = apply_overrides(load_config_file(args.config), args.overrides).validate()
+        cfg = apply_overrides(load_config(args.config), args.overrides).validate()
     except (ConfigOverrideError, ValueError) as e:
         print(f"coderl train: {e}", file=sys.stderr)
         return 2
@@ -39,7 +43,7 @@ def main(args) -> int:
     init_distributed()  # a no-op on one host; first, before anything else touches JAX
     from coderl_jax.train.loop import train
 
-    last = train(cfg)
+    last = train(cfg)  # writes the suite a preset describes into the cache first
     import jax
 
     if jax.process_index() != 0:  # process 0 owns the run's files: the report is its job

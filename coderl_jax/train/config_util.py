@@ -1,5 +1,7 @@
-"""Typed experiment configs: Python files under configs/ plus `key=value` command-line overrides.
+"""Typed experiment configs: a preset name or a Python file, plus `key=value` command-line overrides.
 
+`load_config(name_or_path)` takes either: the path of a config file, or the name of a preset shipped
+in coderl_jax/configs/ (`default_cpu`, `tiny_cpu`, `grpo_cpu`, the paper-scale `qwen25_coder_*`).
 A config file defines `config` (or `get_config()`) returning a dataclass instance. Overrides use
 dotted paths into nested dataclasses (`optim.learning_rate=1e-5`, `steps=20`); values are parsed
 according to the field's annotation (int, float, bool, str, None-able, tuples of these). An unknown
@@ -11,19 +13,50 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib
 import importlib.util
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+from coderl_jax.errors import UserError
+
 
 # the embedded default: `coderl train` (and `coderl ablate`) with no --config
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default_cpu.py"
+DEFAULT_CONFIG = "default_cpu"
+
+# the presets' package; imported by name at run time (it sits above train/: its presets build TrainConfigs)
+PRESETS_PACKAGE = "coderl_jax.configs"
 
 
-class ConfigOverrideError(ValueError):
-    pass
+class ConfigOverrideError(UserError, ValueError):
+    """A config that cannot be loaded, or an override that names no field or does not parse."""
+
+
+def preset_names() -> list[str]:
+    """The names `load_config` accepts besides a path."""
+    return importlib.import_module(PRESETS_PACKAGE).preset_names()
+
+
+def load_config(name_or_path: str | Path):
+    """The config a file defines (an existing path, or anything ending in .py), else the preset of
+    that name. Neither: a ConfigOverrideError listing the presets."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file() or path.suffix == ".py" or isinstance(name_or_path, Path):
+        if not path.exists():
+            raise ConfigOverrideError(f"{path}: config file not found (presets: {', '.join(preset_names())})")
+        return load_config_file(path)
+    presets = importlib.import_module(PRESETS_PACKAGE)
+    try:
+        return presets.get_preset(text)
+    except KeyError:
+        names = presets.preset_names()
+        close = difflib.get_close_matches(text, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigOverrideError(f"--config {text!r}: neither a config file nor a preset; {hint}"
+                                  f"presets: {', '.join(names)}") from None
 
 
 def load_config_file(path: str | Path):

@@ -70,8 +70,8 @@ def make_config(tmp_path: Path, out: str, steps: int) -> TrainConfig:
     return TrainConfig(
         model="tiny-random", out_dir=str(tmp_path / out), steps=steps, seed=5, checkpoint_every=2,
         keep_checkpoints=3, progress=False, tensorboard=False, async_checkpointing=False,
-        data=DataConfig(train_path=str(REPO / "configs" / "data" / "tiny_problems.jsonl"),
-                        eval_path=str(REPO / "configs" / "data" / "tiny_problems.jsonl"), max_prompt_tokens=900),
+        data=DataConfig(train_path=str(REPO / "coderl_jax" / "configs" / "data" / "tiny_problems.jsonl"),
+                        eval_path=str(REPO / "coderl_jax" / "configs" / "data" / "tiny_problems.jsonl"), max_prompt_tokens=900),
         rollout=RolloutConfig(prompts_per_step=4, group_size=2, max_new_tokens=112),
         tracer=TracerConfig(workers=2, timeout_s=2.0),
         optim=OptimConfig(learning_rate=1e-3), loss=LossConfig(kl_coef=0.01),

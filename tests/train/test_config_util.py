@@ -62,3 +62,14 @@ def test_train_config_refuses_a_loss_temperature_other_than_the_rollouts():
     assert apply_overrides(cfg, ["rollout.temperature=0"]).validate()  # greedy rollouts: untempered log-probs
     with pytest.raises(ValueError, match="loss.temperature=1.0 must equal rollout.temperature=1.5"):
         apply_overrides(cfg, ["rollout.temperature=1.5"]).validate()
+
+
+def test_the_optional_suite_is_set_through_its_fields():
+    from coderl_jax.train.config import DataConfig, SuiteDataConfig, TrainConfig
+
+    cfg = TrainConfig(model="tiny-random", data=DataConfig(suite=SuiteDataConfig()))
+    cfg = apply_overrides(cfg, ["data.suite.seed=2", "data.suite.rl_reserve=0.25", "data.suite.train_split=sft"])
+    assert (cfg.data.suite.seed, cfg.data.suite.rl_reserve, cfg.data.suite.train_split) == (2, 0.25, "sft")
+    assert cfg.validate() and cfg.data.train_path == ""  # the suite fills it (train/data_setup.py)
+    with pytest.raises(ConfigOverrideError, match="'suite' is not a nested config"):
+        apply_overrides(TrainConfig(), ["data.suite.seed=2"])  # no suite to change

@@ -1,9 +1,7 @@
-"""The embedded default's pieces load: the config validates, the committed policy and its
-tokenizer load, and the suite files it points at hold the problems it promises."""
+"""The embedded default's pieces load: the preset validates, the committed policy and its
+tokenizer load, and the suite files its data setup writes hold the problems it promises."""
 
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_default_config_and_committed_policy_load(tmp_path, monkeypatch):
@@ -11,10 +9,12 @@ def test_default_config_and_committed_policy_load(tmp_path, monkeypatch):
 
     from coderl_jax.data.readers import read_problems
     from coderl_jax.models.hf_io import load_hf
-    from coderl_jax.train.config_util import load_config_file
+    from coderl_jax.train.config_util import DEFAULT_CONFIG, load_config
+    from coderl_jax.train.data_setup import prepare_data
 
     monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
-    cfg = load_config_file(REPO / "configs" / "default_cpu.py").validate()
+    assert DEFAULT_CONFIG == "default_cpu"
+    cfg = prepare_data(load_config(DEFAULT_CONFIG).validate())
     assert cfg.alignment.mode == "coderl" and Path(cfg.data.train_path).is_relative_to(tmp_path)
     model_cfg, params = load_hf(cfg.model)
     n_params = sum(x.size for x in __import__("jax").tree.leaves(params))
@@ -34,10 +34,12 @@ def test_grpo_config_trains_on_compositions_its_warm_start_never_saw(tmp_path, m
     from coderl_jax.data.readers import read_problems
     from coderl_jax.data.suite import bigrams
     from coderl_jax.models.hf_io import load_hf
-    from coderl_jax.train.config_util import load_config_file
+    from coderl_jax.train.config_util import load_config
+    from coderl_jax.train.data_setup import prepare_data
 
     monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
-    cfg = load_config_file(REPO / "configs" / "grpo_cpu.py").validate()
+    cfg = prepare_data(load_config("grpo_cpu").validate())
+    assert Path(cfg.data.train_path).is_relative_to(tmp_path)
     assert cfg.alignment.mode == "off" and cfg.rollout.dynamic_sampling and cfg.model.endswith("coderl-tiny-rl25")
     rl, _ = read_problems(cfg.data.train_path)
     heldout, _ = read_problems(cfg.data.eval_path)
@@ -54,24 +56,3 @@ def test_grpo_config_trains_on_compositions_its_warm_start_never_saw(tmp_path, m
     model_cfg, _ = load_hf(cfg.model)
     assert model_cfg.vocab_size <= 2048
 
-
-def test_default_warm_start_is_the_documented_recipe_and_shares_the_tokenizer(tmp_path, monkeypatch):
-    """The default's policy is the mid-training warm start that docs/sft.md re-creates (450 steps at
-    a constant learning rate after warmup), with the tokenizer of the annealed 600-step model, so
-    either can be swapped in with `model=`."""
-    import json
-
-    from coderl_jax.train.config_util import load_config_file
-
-    monkeypatch.setenv("CODERL_CACHE", str(tmp_path))  # loading the config writes the suite files
-    cfg = load_config_file(REPO / "configs" / "default_cpu.py")
-    model = Path(cfg.model)
-    assert model.name == "coderl-tiny-early"
-    info = json.loads((model / "sft.json").read_text())
-    args = info["args"]
-    assert (args["steps"], args["schedule"], args["lr"], args["warmup"], args["batch"]) == (450, "warmup_constant", 2e-3, 30, 16)
-    assert args["rl_reserve"] == 0.0 and info["data"]["train_problems"] == 3000
-    assert info["command"] in (REPO / "docs" / "sft.md").read_text().replace("\\\n    ", "")
-    annealed = REPO / "configs" / "models" / "coderl-tiny"
-    assert (model / "tokenizer.json").read_bytes() == (annealed / "tokenizer.json").read_bytes()
-    assert 0.1 < info["eval"]["heldout"]["pass@1"] < 0.5  # room to learn, well above zero

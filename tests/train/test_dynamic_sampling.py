@@ -1,6 +1,6 @@
 import numpy as np
 
-from coderl_jax.train.loop import Round, fill_with_signal
+from coderl_jax.train.phases import Round, fill_with_signal
 
 
 def make_round(tag, rewards_per_group, g=2):

@@ -32,7 +32,7 @@ def _config(tmp_path: Path, name: str, lr: float) -> TrainConfig:
     return TrainConfig(
         model="tiny-random", out_dir=str(tmp_path / name), steps=8, seed=2, checkpoint_every=100,
         progress=False, tensorboard=False, async_checkpointing=False,
-        data=DataConfig(train_path=str(REPO / "configs" / "data" / "tiny_problems.jsonl"), max_prompt_tokens=192),
+        data=DataConfig(train_path=str(REPO / "coderl_jax" / "configs" / "data" / "tiny_problems.jsonl"), max_prompt_tokens=192),
         rollout=RolloutConfig(prompts_per_step=4, group_size=8, max_new_tokens=24),
         tracer=TracerConfig(reward="test_vowel_fraction", workers=1),
         optim=OptimConfig(learning_rate=lr, schedule="constant"), loss=LossConfig(kl_coef=0.0),

@@ -56,7 +56,7 @@ def _metrics(out_dir):
 @pytest.mark.slow
 def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
     config = tmp_path / "cfg.py"
-    config.write_text(CONFIG.format(data=REPO / "configs" / "data" / "tiny_problems.jsonl"))
+    config.write_text(CONFIG.format(data=REPO / "coderl_jax" / "configs" / "data" / "tiny_problems.jsonl"))
     env = dict(os.environ, CODERL_CACHE=str(tmp_path / "cache"), CODERL_DATA_DIR=str(tmp_path / "tfds"),
                JAX_PLATFORMS="cpu")
 

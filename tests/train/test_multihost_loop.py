@@ -5,7 +5,7 @@ process owning 2 devices, step for step.
 In the 2-process run each process reads its own grain shard of the problems, runs its block of
 every batch of sandbox work (unit-test rewards, the alignment harvest) on its own
 tracer pool, and the results are gathered; the checkpoint holds each process's data position.
-The policy is the committed warm start (configs/models/coderl-tiny), so rewards vary, the updates
+The policy is the committed warm start (coderl_jax/configs/models/coderl-tiny), so rewards vary, the updates
 are real and the alignment buffer fills: a divergence anywhere (data order, rewards, harvest,
 sampling, the sharded update) shows up in the compared metrics. The processes are started with
 subprocess (never forked from a process that has initialised JAX).
@@ -45,7 +45,7 @@ def _start(out_dir: Path, suite: dict, *, process_id: int, num_processes: int, d
         env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", CODERL_NUM_PROCESSES=str(num_processes),
                    CODERL_PROCESS_ID=str(process_id))
     overrides = [
-        f"model={REPO / 'configs' / 'models' / 'coderl-tiny'}", f"out_dir={out_dir}",
+        f"model={REPO / 'coderl_jax' / 'configs' / 'models' / 'coderl-tiny'}", f"out_dir={out_dir}",
         f"data.train_path={suite['train']}", f"data.eval_path={suite['heldout']}", "data.shuffle=false",
         "data.max_prompt_tokens=336", "steps=2", "seed=1", "checkpoint_every=1", "progress=false",
         "tensorboard=false", "rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=160",

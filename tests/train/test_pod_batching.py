@@ -8,7 +8,7 @@ import types
 
 import numpy as np
 
-from coderl_jax.train import loop
+from coderl_jax.train import phases
 from coderl_jax.train.config import RolloutConfig, TrainConfig
 
 
@@ -21,13 +21,13 @@ def test_scoring_runs_one_micro_batch_of_rows_at_a_time():
 
     ctx = types.SimpleNamespace(cfg=TrainConfig(updates_per_step=2, micro_batches=2), logprobs=logprobs)
     tokens = np.arange(16).reshape(8, 2)
-    logp, entropy = loop._score(ctx, None, {"tokens": tokens})
+    logp, entropy = phases.score_rows(ctx, None, {"tokens": tokens})
     assert calls == [2, 2, 2, 2]
     np.testing.assert_array_equal(logp, tokens)
     np.testing.assert_array_equal(entropy, 2 * tokens)
     calls.clear()
     ctx.cfg = TrainConfig()  # one update, one micro-batch: a single call, as before
-    loop._score(ctx, None, {"tokens": tokens})
+    phases.score_rows(ctx, None, {"tokens": tokens})
     assert calls == [8]
 
 
@@ -41,10 +41,10 @@ def test_sampling_in_calls_of_prompts_per_generate():
 
     ctx = types.SimpleNamespace(cfg=TrainConfig(rollout=RolloutConfig(group_size=2, prompts_per_generate=2)),
                                 sampler=FakeSampler())
-    groups, _ = loop._sample(ctx, [1, 2, 3, 4, 5], seed=7)
+    groups, _ = phases.sample(ctx, [1, 2, 3, 4, 5], seed=7)
     assert seen == [([1, 2], 7), ([3, 4], 9), ([5], 11)]  # distinct seeds per call
     assert groups == [[f"c{i}"] * 2 for i in range(1, 6)]
     seen.clear()
     ctx.cfg = TrainConfig(rollout=RolloutConfig(group_size=2))  # 0: all prompts in one call, the step's seed
-    loop._sample(ctx, [1, 2, 3], seed=7)
+    phases.sample(ctx, [1, 2, 3], seed=7)
     assert seen == [([1, 2, 3], 7)]
