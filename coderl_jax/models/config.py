@@ -197,6 +197,11 @@ class ModelConfig:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(hf, dict):
             raise ConfigError(f"{path}: expected a JSON object")
+        extra_eos = _generation_eos_ids(path.parent / "generation_config.json")
+        if extra_eos and "eos_token_ids" not in overrides:
+            cfg = cls.from_hf(hf, source=str(path), **overrides)
+            ids = cfg.eos_token_ids + tuple(i for i in extra_eos if i not in cfg.eos_token_ids)
+            return dataclasses.replace(cfg, eos_token_ids=ids)
         return cls.from_hf(hf, source=str(path), **overrides)
 
     def to_hf(self) -> dict[str, Any]:
@@ -239,3 +244,19 @@ class ModelConfig:
                 "original_max_position_embeddings": orig,
             }
         return hf
+
+
+def _generation_eos_ids(path: Path) -> tuple[int, ...]:
+    """The end-of-sequence ids a checkpoint's generation_config.json adds. Qwen2.5 ends generation
+    on <|im_end|> (config.json) and on <|endoftext|> (generation_config.json only); vLLM and
+    transformers stop on both, so the sampler must too."""
+    if not path.exists():
+        return ()
+    try:
+        eos = json.loads(path.read_text()).get("eos_token_id")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ConfigError(f"{path}: not a JSON object ({e})") from None
+    ids = eos if isinstance(eos, list) else ([eos] if eos is not None else [])
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ConfigError(f"{path}: eos_token_id must be an integer or a list of integers, got {eos!r}")
+    return tuple(ids)
