@@ -172,7 +172,7 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     from coderl_jax.models.config import ModelConfig
     from coderl_jax.parallel.mesh import BATCH_AXES, data_parallel_size, make_mesh
     from coderl_jax.rl.train_step import TrainState
-    from coderl_jax.train.programs import build_scoring, build_update
+    from coderl_jax.train.programs import build_reshard, build_scoring, build_update, sampling_dtype
     from coderl_jax.sampling.sampler import DecodeSpec, cache_slots, generate_tokens
 
     topo_name, chip, chips = parse_topology(topology)
@@ -248,10 +248,15 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     sc["flops_per_call"] = sc["flops"]
     sc["calls"] = (rows // micro_rows) * (2 if cfg.loss.kl_coef else 1)
 
-    # rollout: generate_tokens on the sampling layout, weights in the compute dtype
+    # reshard: the trainer's parameters -> the sampling copy, as the loop makes it before each rollout
+    reshard = build_reshard(cfg, model_cfg, mesh, backend="tpu")
+    rs = compile_program("reshard", reshard, params_abs, resident_args=param_bytes)
+    rs["flops_per_call"], rs["calls"] = 0.0, 1
+
+    # rollout: generate_tokens on the sampling copy (the sampling layout, `rollout.dtype`)
     sample_sh = sharding.param_shardings(model_cfg, mesh, sharding.rules_for(model_cfg, "sample"))
-    sample_params = _abstract(jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, model_cfg.jnp_dtype), shapes),
-                              sample_sh)
+    sample_dtype = jnp.dtype(sampling_dtype(cfg, backend="tpu"))
+    sample_params = _abstract(jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, sample_dtype), shapes), sample_sh)
     spec = DecodeSpec(n=r.group_size, max_new_tokens=r.max_new_tokens, greedy=r.temperature == 0,
                       top_k=min(r.top_k, model_cfg.vocab_size), use_top_p=r.top_p < 1,
                       eos_ids=tuple(model_cfg.eos_token_ids), pad_id=model_cfg.pad_token_id or 0,
@@ -314,7 +319,7 @@ def format_report(rep: dict, config_name: str) -> str:
         f"{_g(res['optimizer'])}",
         f"  reference parameters for KL (resident)       {_g(res['reference_params'])}  "
         f"{_g(res['reference_params'])}  {_g(res['reference_params'])}",
-        f"  sampler weights (compute dtype, no fsdp)     {_g(progs['rollout']['sampler_params'])}        -        -",
+        f"  sampler copy (rollout.dtype, no fsdp)        {_g(progs['rollout']['sampler_params'])}        -        -",
         f"  KV cache (part of the temporaries below)     {_g(progs['rollout']['kv_cache'])}        -        -",
         "  batch arguments + outputs                    "
         + "  ".join(_g(progs[k]['added'] - progs[k]['temporaries'] - progs[k].get('sampler_params', 0))
@@ -323,6 +328,7 @@ def format_report(rep: dict, config_name: str) -> str:
         + "  ".join(_g(progs[k]['temporaries']) for k in ("rollout", "scoring", "update")),
         "  peak                                         "
         + "  ".join(_g(progs[k]['peak']) for k in ("rollout", "scoring", "update")),
+        f"  (the reshard that makes the sampler copy peaks at {_g(progs['reshard']['peak']).strip()})",
         "",
         f"fits: {'YES' if rep['fits'] else 'NO'} (peak {rep['peak'] / GIB:.2f} GiB of {rep['hbm_gib']:.0f} GiB, "
         f"{100 * rep['peak'] / (rep['hbm_gib'] * GIB):.0f}%)",

@@ -55,6 +55,8 @@ class RolloutConfig:
     top_k: int = 0
     stop: tuple[str, ...] = ()
     cache_dtype: str = "float32"
+    # the sampler's copy of the weights: "auto" = float32 on CPU, bfloat16 on TPU / GPU
+    dtype: str = "auto"
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, sample more to refill
     max_extra_rounds: int = 2  # bound on extra generation rounds when dynamic sampling
     prompts_per_generate: int = 0  # prompts per sampler call (0 = all at once); bounds the KV cache
@@ -134,6 +136,8 @@ class TrainConfig:
                  f"data.suite.probe_programs={s.probe_programs} must be in [0, n_heldout={s.n_heldout}]")
         need(self.steps >= 0, f"steps={self.steps} must be >= 0")
         need(self.rollout.group_size >= 1, "rollout.group_size must be >= 1")
+        need(self.rollout.dtype in ("auto", "float32", "bfloat16"),
+             f"rollout.dtype={self.rollout.dtype!r}: expected auto, float32 or bfloat16")
         rows = self.rollout.prompts_per_step * self.rollout.group_size
         need(rows % (self.updates_per_step * self.micro_batches) == 0,
              f"prompts_per_step x group_size = {rows} rows must divide into updates_per_step="

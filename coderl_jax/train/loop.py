@@ -31,7 +31,7 @@ from coderl_jax.train.config import TrainConfig
 from coderl_jax.train.data_setup import prepare_data
 from coderl_jax.train.hooks import TrainLoop
 from coderl_jax.train.phases import Run, encode_prompts, step_seed
-from coderl_jax.train.programs import build_scoring, build_update, init_state, optimizer_config
+from coderl_jax.train.programs import build_reshard, build_scoring, build_update, init_state, optimizer_config
 
 log = logging.getLogger("coderl_jax.train")
 
@@ -182,7 +182,8 @@ def build_run(cfg: TrainConfig) -> Session:
               score_fn=build_scoring(cfg, model_cfg), lr_schedule=_lr_schedule(cfg),
               ref_params=ref_params,
               max_len=max_len, align=align, batch_sharding=program.batch_sharding)
-    run.sampler = Sampler(model_cfg, lambda: run.state.params, tokenizer, max_cache_len=max_len,
+    run.reshard_fn = build_reshard(cfg, model_cfg, mesh)
+    run.sampler = Sampler(model_cfg, run.sampling_params, tokenizer, max_cache_len=max_len,
                           cache_dtype=r.cache_dtype, mesh=mesh, data_axes=BATCH_AXES,
                           **({"buckets": r.prompt_buckets} if r.prompt_buckets else {}))
 

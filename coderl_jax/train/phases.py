@@ -61,7 +61,7 @@ class Run:
     state: Any  # TrainState: step, params, optimizer state
     tokenizer: Any
     problems: Any  # the data iterator: one problem per next()
-    sampler: Any  # reads the current params through `lambda: run.state.params`
+    sampler: Any  # samples from `sampling_params()`, the copy of the current params
     reward_fn: Callable  # (tracer, problems, texts, timeout_s=) -> (rewards, info)
     tracer: Any
     update_fn: Callable  # jitted (state, batch parts, rng) -> (state, metrics)
@@ -71,6 +71,19 @@ class Run:
     max_len: int  # prompt limit + max new tokens: the longest row
     align: AlignmentTask
     batch_sharding: Any = None  # rows over the mesh's batch axes; None on a single device
+    reshard_fn: Callable | None = None  # jitted params -> the sampling copy (None: sample the trainer's params)
+    _copy: tuple = dataclasses.field(default=(None, None), repr=False)  # (state it was made from, copy)
+
+    def sampling_params(self):
+        """The sampler's copy of the current parameters (`rollout.dtype`, the sampling layout),
+        made by one jitted program the first time it is asked for after an update."""
+        if self.reshard_fn is None:
+            return self.state.params
+        state, copy = self._copy
+        if state is not self.state:
+            copy = self.reshard_fn(self.state.params)
+            self._copy = (self.state, copy)
+        return copy
 
     def draw(self, n: int) -> list:
         """n problems, the same on every process: each process reads its share from its own data

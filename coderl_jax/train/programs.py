@@ -3,6 +3,8 @@
 `coderl train` runs them and `coderl plan` compiles them ahead of time for a TPU topology; both get
 them from these builders, so the program that is sized is the program that runs.
 
+    reshard   the trainer's parameters -> the sampling copy: `rollout.dtype`, laid out by the
+              sampling rules (tensor-parallel over `tensor`, replicated over the data axes)
     update    the (sharded) policy-gradient train step on one mini-batch, micro-batches
               accumulated inside it, the state donated
     scoring   per-token log-probs and entropies of a batch of rows (old / reference log-probs)
@@ -14,7 +16,9 @@ import dataclasses
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
+from coderl_jax.models import sharding
 from coderl_jax.models.config import ModelConfig
 from coderl_jax.optim import make_optimizer
 from coderl_jax.rl.train_step import (
@@ -76,3 +80,24 @@ def build_scoring(cfg: TrainConfig, model_cfg: ModelConfig, *, in_shardings=None
     if in_shardings is None:
         return jax.jit(score)
     return jax.jit(score, in_shardings=in_shardings, out_shardings=out_shardings)
+
+
+def sampling_dtype(cfg: TrainConfig, backend: str | None = None) -> str:
+    """The sampling copy's dtype: `rollout.dtype`, where "auto" is float32 on CPU (where bfloat16
+    arithmetic is emulated and slower) and bfloat16 on TPU and GPU."""
+    if cfg.rollout.dtype != "auto":
+        return cfg.rollout.dtype
+    return "float32" if (backend or jax.default_backend()) == "cpu" else "bfloat16"
+
+
+def build_reshard(cfg: TrainConfig, model_cfg: ModelConfig, mesh=None, *, backend: str | None = None) -> Callable:
+    """params -> the sampling copy: floating-point weights cast to `sampling_dtype`, placed by the
+    sampling rules on a mesh (one jitted program; XLA moves each weight once)."""
+    dtype = jnp.dtype(sampling_dtype(cfg, backend))
+
+    def copy(params):
+        return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+    if mesh is None:
+        return jax.jit(copy)
+    return jax.jit(copy, out_shardings=sharding.param_shardings(model_cfg, mesh, sharding.rules_for(model_cfg, "sample")))

@@ -138,3 +138,33 @@ def test_prefill_with_sharded_kv_cache(model):
     assert out.kv_cache[0][0].sharding.is_equivalent_to(cache_sharding, 4)
     # padding rows attend to nothing, so only the real tokens' logits are comparable
     np.testing.assert_allclose(np.asarray(out.logits_btv)[mask], ref[mask], atol=TOL, rtol=0)
+
+
+def test_sampling_copy_has_the_sampling_layout_and_samples_like_one_device(model):
+    """The loop's reshard program: the copy is laid out by the sampling rules in `rollout.dtype`, and
+    greedy tokens sampled from it on the mesh equal those of a single-device sampler."""
+    from coderl_jax.parallel import BATCH_AXES
+    from coderl_jax.sampling.sampler import Sampler, SamplingParams
+    from coderl_jax.train.config import RolloutConfig, TrainConfig
+    from coderl_jax.train.programs import build_reshard
+
+    mesh = make_mesh(2, 2, 2)
+    path, _ = model[CFG]
+    cfg, params = hf_io.load_hf(path, mesh=mesh, rules=TRAIN_RULES)
+    copy = build_reshard(TrainConfig(), cfg, mesh)(params)  # rollout.dtype "auto": float32 on CPU
+    want = sharding.param_shardings(cfg, mesh, sharding.rules_for(cfg, "sample"))
+    pairs = list(zip(jax.tree.leaves(copy), jax.tree.leaves(want)))
+    assert pairs and all(x.sharding.is_equivalent_to(s, x.ndim) for x, s in pairs)
+    assert {x.dtype for x in jax.tree.leaves(copy)} == {np.dtype("float32")}
+    assert any("fsdp" in str(x.sharding.spec) for x in jax.tree.leaves(params))  # the trainer's layout differs
+    assert not any("fsdp" in str(x.sharding.spec) for x in jax.tree.leaves(copy))
+    half = build_reshard(TrainConfig(rollout=RolloutConfig(dtype="bfloat16")), cfg, mesh)(params)
+    assert {x.dtype for x in jax.tree.leaves(half)} == {jax.numpy.dtype("bfloat16")}
+
+    prompts = [[3, 14, 15, 92, 6], [5, 35, 8], [97, 93, 2, 38], [46, 26, 43, 38, 32, 7]]
+    sp = SamplingParams(n=2, max_new_tokens=6, temperature=0.0, seed=0)
+    on_mesh = Sampler(cfg, copy, mesh=mesh, data_axes=BATCH_AXES).generate(prompts, sp)
+    single_cfg, single_params = hf_io.load_hf(path)
+    alone = Sampler(single_cfg, single_params).generate(prompts, sp)
+    assert [[c.token_ids for c in g] for g in on_mesh] == [[c.token_ids for c in g] for g in alone]
+    assert all(len(c.token_ids) > 0 for g in alone for c in g)

@@ -116,4 +116,6 @@ def test_plan_compiles_a_small_config_for_a_small_topology(tmp_path):
     ideal = 6 * cfg.num_params() * tokens / rep["chips"]
     assert 0.5 * ideal < rep["programs"]["update"]["flops_per_call"] < 4 * ideal
     assert rep["programs"]["rollout"]["kv_cache"] > 0 and rep["step_s"] > 0
+    # the reshard writes the sampler's copy: on v5p-8's 4 chips with no tensor axis, a full copy per chip
+    assert rep["programs"]["reshard"]["outputs"] >= rep["programs"]["rollout"]["sampler_params"] > 0
     assert math.isclose(rep["hbm_gib"], 95)
