@@ -49,10 +49,19 @@ def enable_compile_cache() -> str | None:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    from coderl_jax.cpu_runtime import tune_cpu_runtime
+def prepare_process() -> dict:
+    """Process settings, before anything imports JAX: the platform (JAX_PLATFORMS=cpu where no TPU or
+    GPU is attached and the user chose none, so that an installed libtpu stays silent on a CPU
+    machine), then the CPU allocator tuning (which reads that choice). Returns what was set."""
+    from coderl_jax.cpu_runtime import select_platform, tune_cpu_runtime
 
-    tune_cpu_runtime()  # before any subcommand starts JAX's threads (a no-op off CPU)
+    platform = select_platform()
+    tuning = tune_cpu_runtime()  # before any subcommand starts JAX's threads (a no-op off CPU)
+    return {"platform": platform, "cpu_tuning": tuning}
+
+
+def main(argv: list[str] | None = None) -> int:
+    prepare_process()
     enable_compile_cache()
     parser = argparse.ArgumentParser(prog="coderl", description="CodeRL+ in JAX")
     parser.add_argument("--traceback", action="store_true",

@@ -320,20 +320,22 @@ def _generation_config(cfg: ModelConfig) -> dict:
 
 
 def save_hf(cfg: ModelConfig, params: dict, out_dir: str | Path, *, tokenizer_dir: str | Path | None = None,
-            max_shard_bytes: int = DEFAULT_SHARD_BYTES, dtype=None, overwrite: bool = False) -> Path:
+            max_shard_bytes: int = DEFAULT_SHARD_BYTES, dtype=None, overwrite: bool = False,
+            local: bool = False) -> Path:
     """Write `params` as an HF directory that transformers' AutoModelForCausalLM (and vLLM) loads.
 
     `dtype` is the stored dtype (default: cfg.param_dtype). Tokenizer files and
     generation_config.json are copied from `tokenizer_dir` when given (generation_config.json is
     otherwise written from the config's bos/eos/pad ids). An existing non-empty `out_dir` is an
     error unless `overwrite`. Every process must call this (gathers are collective); process 0
-    writes. Returns `out_dir`.
+    writes. With `local=True` (params held by this process alone, a directory on this host's disk)
+    the calling process writes and nothing is collective. Returns `out_dir`.
     """
     out_dir = Path(out_dir)
     check_params(cfg, params)
     out_cfg = cfg.replace(param_dtype=_dtype_name(dtype or cfg.param_dtype))
     np_dtype = jnp.dtype(out_cfg.param_dtype)
-    writer = jax.process_index() == 0
+    writer = local or jax.process_index() == 0
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise FileExistsError(f"{out_dir}: exists and is not empty (pass overwrite=True to replace it)")
     tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
@@ -380,7 +382,7 @@ def save_hf(cfg: ModelConfig, params: dict, out_dir: str | Path, *, tokenizer_di
         if writer:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if jax.process_count() > 1:
+    if jax.process_count() > 1 and not local:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(f"save_hf {out_dir}")

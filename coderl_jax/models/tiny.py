@@ -8,7 +8,10 @@ directory (config.json, model.safetensors, tokenizer files) with random weights.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
@@ -64,27 +67,72 @@ def tiny_config(family: str = "qwen2", vocab_size: int = 260, **overrides):
 
 
 def make_tiny_model(out_dir: str | os.PathLike, family: str = "qwen2", seed: int = 0, **overrides) -> Path:
-    """Write a random tiny model with the byte tokenizer as a Hugging Face directory."""
+    """Write a random tiny model with the byte tokenizer as a Hugging Face directory. `out_dir`
+    appears complete or not at all (`save_hf` writes a temporary directory beside it and renames
+    it); the tokenizer's scratch directory is private to this call."""
     from coderl_jax.models.hf_io import save_hf
     from coderl_jax.models.transformer import init_params
 
     tokenizer = byte_tokenizer()
     cfg = tiny_config(family, vocab_size=len(tokenizer), **overrides)
     out = Path(out_dir)
-    tok_dir = out.with_name(out.name + ".tokenizer.tmp")
-    tokenizer.save_pretrained(tok_dir)
-    save_hf(cfg, init_params(cfg, seed), out, tokenizer_dir=tok_dir)
-    for f in tok_dir.iterdir():
-        f.unlink()
-    tok_dir.rmdir()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok_dir = out.parent / f".{out.name}.tokenizer-{uuid.uuid4().hex[:12]}"
+    try:
+        tokenizer.save_pretrained(tok_dir)
+        save_hf(cfg, init_params(cfg, seed), out, tokenizer_dir=tok_dir, local=True)  # each host its own copy
+    finally:
+        shutil.rmtree(tok_dir, ignore_errors=True)
     return out
 
 
+DEFAULT_MODEL_NAME = "tiny-random-qwen2"
+
+
 def default_model_dir() -> Path:
-    """The demo model used when no --model is given, created once under the user's cache."""
+    """The demo model used when no --model is given (the `tiny_cpu` preset's `tiny-random`), created
+    once under the user's cache ($CODERL_CACHE, default ~/.cache/coderl_jax).
+
+    Safe when several processes start together on a fresh machine (a multi-process run, parallel
+    tests): each builds into its own temporary directory beside the final one and renames it into
+    place; a rename onto the finished directory of another process fails, and the loser deletes its
+    copy and uses the winner's (every builder writes the same bytes: seed 0). A directory without
+    config.json there (a build interrupted before builds were atomic) is moved aside and replaced."""
     root = Path(os.environ.get("CODERL_CACHE", Path.home() / ".cache" / "coderl_jax"))
-    path = root / "tiny-random-qwen2"
-    if not (path / "config.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        make_tiny_model(path)
-    return path
+    path = root / DEFAULT_MODEL_NAME
+    if (path / "config.json").exists():
+        return path
+    root.mkdir(parents=True, exist_ok=True)
+    build = root / f".{DEFAULT_MODEL_NAME}.build-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        make_tiny_model(build)
+        for _ in range(3):
+            if _rename_if_absent(build, path):
+                return path
+            if (path / "config.json").exists():
+                return path  # another process won the race: use its copy
+            _move_aside(path, root)  # an incomplete leftover: out of the way, then try again
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    raise RuntimeError(f"{path}: could not put the tiny random model in place")
+
+
+def _rename_if_absent(src: Path, dst: Path) -> bool:
+    """Rename directory `src` to `dst` unless `dst` already holds something (an empty `dst` is
+    replaced, as rename(2) does). True when `src` is now `dst`."""
+    try:
+        os.rename(src, dst)
+        return True
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            return False
+        raise
+
+
+def _move_aside(path: Path, root: Path) -> None:
+    aside = root / f".{path.name}.stale-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return  # someone else moved it
+    shutil.rmtree(aside, ignore_errors=True)

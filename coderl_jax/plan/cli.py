@@ -39,6 +39,12 @@ def _prepare_environment(libtpu: str) -> None:
     # libtpu takes /tmp/libtpu_lockfile so that two processes never drive one TPU; compiling touches
     # no TPU, so several plans (or a plan beside a test run) may load it at once
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    if "jax" in sys.modules:
+        # `coderl` imported jax already (the compile cache), which read JAX_PLATFORMS then; on a TPU VM
+        # its cloud_tpu_init chose "tpu,cpu". Backends start later, so the choice above still applies.
+        import jax
+
+        jax.config.update("jax_platforms", os.environ["JAX_PLATFORMS"])
 
 
 def main(args) -> int:
