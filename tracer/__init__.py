@@ -6,7 +6,9 @@ serve both over HTTP. Imports nothing from coderl_jax and no JAX. Public API:
 - :class:`TracerPool` -- in-process pool with a batch API (``run_tests``, ``trace``, ``health``);
 - :class:`TracerClient` -- the same API over HTTP (``python -m tracer serve``);
 - :func:`run_tests`, :func:`trace` -- one request at a time on a shared default pool;
-- :class:`Limits`, :func:`detect_layers`, :class:`QueueFull`, :class:`RequestError`.
+- :class:`Limits`, :func:`detect_layers`, :class:`QueueFull`, :class:`RequestError`;
+- :func:`missing_isolation`, :func:`describe_layers` -- read a sandbox report (a result's
+  ``sandbox``, a pool's ``.sandbox``, the service's ``/healthz``); ``python -m tracer selftest``.
 
 The contract (request and result fields, statuses) is documented in docs/tracer.md.
 Submodules are imported lazily so that the zygote stays small.
@@ -19,10 +21,11 @@ import atexit
 from typing import Any
 
 __all__ = ["TracerPool", "TracerClient", "Limits", "QueueFull", "RequestError", "detect_layers", "run_tests",
-           "trace", "default_pool"]
+           "trace", "default_pool", "missing_isolation", "describe_layers", "ServiceError"]
 
 _LAZY = {"TracerPool": "tracer.pool", "QueueFull": "tracer.pool", "RequestError": "tracer.pool",
-         "Limits": "tracer.sandbox", "detect_layers": "tracer.sandbox", "TracerClient": "tracer.client"}
+         "Limits": "tracer.sandbox", "detect_layers": "tracer.sandbox", "TracerClient": "tracer.client",
+         "ServiceError": "tracer.client", "missing_isolation": "tracer.sandbox", "describe_layers": "tracer.sandbox"}
 _default = None
 # _thread, not threading: the zygote imports this package, and threading's at-fork hook would run
 # Python code (and dirty copy-on-write pages) in every forked child.

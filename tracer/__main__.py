@@ -1,10 +1,13 @@
-"""Command line: ``python -m tracer {serve, run-tests, trace}``.
+"""Command line: ``python -m tracer {serve, run-tests, trace, selftest}``.
 
   serve      --host H --port P --workers N          run the HTTP service
   run-tests  --code FILE --tests FILE [--json]      judge a program (tests FILE holds a tests object)
   trace      --code FILE [--stdin FILE] [--json]    trace a program's variables
-With --json, the result printed is exactly the service's result object for one request.
-Exit status: 0 when the tests pass / the trace is ok, 1 otherwise, 2 on bad usage.
+  selftest   [--allow-no-isolation] [--json]        run two jobs; check the sandbox works and isolates
+                                                    the network (the layers and what is missing)
+With --json, the result printed is exactly the service's result object for one request (selftest:
+its report). Exit status: 0 when the tests pass / the trace is ok / the self-test passes, 1
+otherwise, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -39,8 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--per-line", action="store_true")
     t.add_argument("--check-determinism", action="store_true")
     t.add_argument("--json", action="store_true")
+    st = sub.add_parser("selftest", help="check that the sandbox works here and isolates the network")
+    st.add_argument("--allow-no-isolation", action="store_true",
+                    help="pass without network isolation (bubblewrap missing); the report still says so")
+    st.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     sys.set_int_max_str_digits(0)
+
+    if a.cmd == "selftest":
+        from tracer.selftest import selftest
+
+        report = selftest(require_isolation=not a.allow_no_isolation)
+        print(json.dumps(report) if a.json else f"{report['message']}\n{report['summary']}")
+        return 0 if report["ok"] else 1
 
     if a.cmd == "serve":
         from tracer.service import serve

@@ -35,9 +35,20 @@ class TracerClient:
     def trace(self, requests: Iterable[dict]) -> list[dict]:
         return self._batched("/v1/trace", list(requests))
 
-    def health(self) -> dict:
-        with urllib.request.urlopen(self.url + "/healthz", timeout=self.timeout_s) as r:
+    def health(self, timeout_s: float | None = None) -> dict:
+        with urllib.request.urlopen(self.url + "/healthz", timeout=timeout_s or self.timeout_s) as r:
             return json.loads(r.read())
+
+    def layers(self, timeout_s: float = 30.0) -> dict:
+        """The service's sandbox layers (its pool's ``sandbox``, as in every result). Raises
+        :class:`ServiceError` when the service cannot be reached or does not report them."""
+        try:
+            sandbox = self.health(timeout_s).get("sandbox")
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError) as e:
+            raise ServiceError(f"{self.url}/healthz: {e}") from None
+        if not isinstance(sandbox, dict):
+            raise ServiceError(f"{self.url}/healthz does not report the sandbox layers")
+        return sandbox
 
     def close(self) -> None:  # interface parity with TracerPool
         pass

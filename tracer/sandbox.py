@@ -30,7 +30,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-BWRAP = "/usr/bin/bwrap"
+BWRAP = os.environ.get("TRACER_BWRAP") or "/usr/bin/bwrap"  # the bubblewrap binary (TRACER_BWRAP: another path)
+INSTALL_BWRAP = "sudo apt-get install -y bubblewrap"  # Debian / Ubuntu; the package is `bubblewrap` elsewhere too
+# the layers without which model-written code can reach the network: what `require_isolation` checks
+ISOLATION_LAYERS = ("network_isolated",)
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds the tracer package
 _READ = 1 << 16
 _STDERR_KEEP = 64 << 10
@@ -73,13 +76,14 @@ class Layers:
     tmp_size_cap: bool
     uid_drop: bool
     bwrap_args: tuple[str, ...] = ()
+    problem: str = ""  # why bubblewrap is not active ("" when it is)
 
     @property
     def sweep(self) -> str:
         return "pidns" if self.bwrap else "uid" if self.uid_drop else "children"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "bwrap": self.bwrap,
             "network_isolated": self.bwrap,
             "read_only_root": self.bwrap,
@@ -96,6 +100,27 @@ class Layers:
             "private_verdict_channel": True,
             "sweep": self.sweep,
         }
+        if not self.bwrap and self.problem:
+            d["bwrap_problem"] = self.problem
+        return d
+
+
+def missing_isolation(sandbox: dict) -> list[str]:
+    """The isolation layers (ISOLATION_LAYERS) a sandbox report (`Layers.as_dict()`, a result's or
+    the service's "sandbox") does not have."""
+    return [k for k in ISOLATION_LAYERS if not sandbox.get(k)]
+
+
+def describe_layers(sandbox: dict) -> str:
+    """One line for a log: the active layers, and what is missing and why."""
+    on = [k for k, v in sandbox.items() if v is True]
+    off = [k for k, v in sandbox.items() if v is False]
+    line = f"sandbox layers: {', '.join(on) or 'none'}"
+    if off:
+        line += f"; off: {', '.join(off)}"
+    if sandbox.get("bwrap_problem"):
+        line += f" ({sandbox['bwrap_problem']})"
+    return line
 
 
 def _hidden_dirs() -> list[str]:
@@ -175,26 +200,37 @@ def _traversable_by_others(path: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def detect_layers(use_bwrap: bool | None = None, tmp_bytes: int = Limits.tmp_bytes) -> Layers:
-    """Probe once which layers work here. ``use_bwrap``: None = auto, False = never, True = required."""
-    bwrap_ok, size_ok, args = False, False, ()
-    if use_bwrap is not False and os.access(BWRAP, os.X_OK):
+    """Probe once which layers work here. ``use_bwrap``: None = auto, False = never, True = required.
+    Without bubblewrap, ``Layers.problem`` says why (not installed, disabled, or failing to start)."""
+    bwrap_ok, size_ok, args, problem = False, False, (), ""
+    if use_bwrap is False:
+        problem = "bubblewrap disabled (use_bwrap=False)"
+    elif not os.access(BWRAP, os.X_OK):
+        problem = f"{BWRAP} not found; install it: {INSTALL_BWRAP}"
+    else:
         for size in (tmp_bytes, None):
             cand = _bwrap_args(size)
             probe = [*cand, os.path.realpath(sys.executable), "-s", "-c",
                      f"import sys; sys.path.insert(0, {_ROOT!r}); import tracer.zygote"]
             try:
-                ok = subprocess.run(probe, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, timeout=30, env=_BASE_ENV).returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                ok = False
+                run = subprocess.run(probe, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, timeout=30, env=_BASE_ENV)
+                ok, err = run.returncode == 0, run.stderr.decode("utf-8", "replace").strip()
+            except (OSError, subprocess.TimeoutExpired) as e:
+                ok, err = False, f"{type(e).__name__}: {e}"
             if ok:
                 bwrap_ok, size_ok, args = True, size is not None, tuple(cand)
                 break
+            last = err.splitlines()[-1][:300] if err else "no message"
+            problem = (f"{BWRAP} is installed but cannot start a sandbox here ({last}); unprivileged user "
+                       "namespaces may be disabled (sysctl kernel.unprivileged_userns_clone, "
+                       "kernel.apparmor_restrict_unprivileged_userns)")
     if use_bwrap and not bwrap_ok:
-        raise RuntimeError(f"bubblewrap requested but {BWRAP} does not work here")
+        raise RuntimeError(f"bubblewrap requested but it does not work here: {problem}")
     root = os.geteuid() == 0
     uid_drop = root and (bwrap_ok or all(_traversable_by_others(p) for p in _needed_paths()))
-    return Layers(bwrap=bwrap_ok, tmp_size_cap=size_ok, uid_drop=uid_drop, bwrap_args=args)
+    return Layers(bwrap=bwrap_ok, tmp_size_cap=size_ok, uid_drop=uid_drop, bwrap_args=args,
+                  problem="" if bwrap_ok else problem)
 
 
 def _parse_int(text: str) -> int:

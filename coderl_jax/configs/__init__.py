@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 MODELS_DIR = HERE / "models"  # committed models: <name>/config.json, weights, tokenizer
 DATA_DIR = HERE / "data"
 
-MODULE_PRESETS = ("default_cpu", "grpo_cpu", "tiny_cpu")  # modules here defining `config`
+MODULE_PRESETS = ("default_cpu", "grpo_cpu", "tiny_cpu", "gpu_1p5b")  # modules here defining `config`
 
 
 def preset_names() -> list[str]:

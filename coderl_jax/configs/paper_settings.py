@@ -11,7 +11,8 @@ everything else is the paper's:
   CodeRL+ alignment with 40% alignment prompts; 656 steps (2 epochs over ~25k problems).
 
 Numerics on TPU: float32 master weights and optimizer state, bfloat16 activations and KV cache,
-every decoder layer rematerialised in the backward pass.
+every decoder layer rematerialised in the backward pass. The sandbox must isolate the network
+(`tracer.require_isolation=True`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from __future__ import annotations
 from coderl_jax.alignment.config import AlignmentConfig
 from coderl_jax.optim import OptimConfig
 from coderl_jax.rl.train_step import LossConfig
-from coderl_jax.train.config import DataConfig, EvalConfig, MeshConfig, RolloutConfig, TrainConfig
+from coderl_jax.train.config import DataConfig, EvalConfig, MeshConfig, RolloutConfig, TracerConfig, TrainConfig
 
 PAPER_STEPS = 656
 
 
 def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, micro_batches: int,
-                 prompts_per_generate: int, max_new_tokens: int = 8192,
+                 prompts_per_generate: int, max_new_tokens: int = 8192, checkpoint_dir: str = "",
                  train_path: str = "data/prime_code/train.parquet",
                  eval_path: str = "data/prime_code/validation.jsonl") -> TrainConfig:
     return TrainConfig(
@@ -41,6 +42,7 @@ def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, m
         dtype="bfloat16",
         checkpoint_every=10,
         keep_checkpoints=3,
+        checkpoint_dir=checkpoint_dir,  # the pods': gs://{bucket}/..., filled by `bucket=NAME`
         data=DataConfig(train_path=train_path, eval_path=eval_path, max_prompt_tokens=1024),
         rollout=RolloutConfig(prompts_per_step=128, group_size=8, max_new_tokens=max_new_tokens, temperature=1.0,
                               top_p=1.0, cache_dtype="bfloat16", prompts_per_generate=prompts_per_generate),
@@ -50,4 +52,7 @@ def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, m
         mesh=mesh,
         eval=EvalConfig(every=10, max_problems=512, samples=1, temperature=0.0),
         alignment=AlignmentConfig(mode="coderl", alpha=0.6),
+        # model-written code on a pod runs only in a network-isolated sandbox (bubblewrap, which
+        # tpu_scripts/setup.sh installs and checks): a host without it stops the run at start-up
+        tracer=TracerConfig(require_isolation=True),
     )

@@ -12,10 +12,12 @@ configs/<name>.py re-exports it for scripts that take a path.
 
 `coderl plan` confirms that the 7B layouts fit (docs/scale.md has its figures). The 1.5B layouts
 follow the same rules (one or two rows per data-parallel group per micro-batch) and are not yet
-confirmed: plan before renting. Weights: `tpu_scripts/setup.sh --model Qwen/<model>` downloads them
-to models/<model> on every worker; the planner reads the architecture from
-coderl_jax/configs/models/<model>/config.json. `out_dir` is a local directory on worker 0
-(docs/scale.md: checkpoints).
+confirmed: plan before renting. Weights: `tpu_scripts/setup.sh --bucket B --model Qwen/<model>` (or
+`--model gs://B/models/<model>`) stages them to models/<model> on every worker; the planner reads
+the architecture from coderl_jax/configs/models/<model>/config.json. `out_dir` is a local directory
+on each worker (process 0's holds the metrics); the checkpoints go to
+gs://{bucket}/runs/<name>/checkpoints, which every host sees: run with `bucket=NAME` (docs/scale.md:
+checkpoints on a pod).
 """
 
 from __future__ import annotations
@@ -55,4 +57,5 @@ def pod_config(name: str) -> TrainConfig:
         raise KeyError(f"{name!r}: not a pod config; one of {', '.join(sorted(PODS))}")
     pod = PODS[name]
     return paper_config(model=pod.model, out_dir=f"runs/{name}", topology=pod.topology, mesh=pod.mesh,
-                        micro_batches=pod.micro_batches, prompts_per_generate=pod.prompts_per_generate)
+                        micro_batches=pod.micro_batches, prompts_per_generate=pod.prompts_per_generate,
+                        checkpoint_dir=f"gs://{{bucket}}/runs/{name}/checkpoints")

@@ -44,6 +44,20 @@ class ResumeError(UserError, ValueError):
     """The output directory holds results made with other settings."""
 
 
+class OutputError(UserError, ValueError):
+    """An output directory that evaluation cannot write to (a URL: samples are appended as they are scored)."""
+
+
+def check_local_output(out_dir) -> None:
+    """Evaluation appends samples to a local file as they are scored; a bucket URL (gs://...; also as
+    pathlib leaves it, gs:/...) is refused with the way round: write locally, copy afterwards."""
+    text = os.fspath(out_dir)
+    scheme, sep, _ = text.partition(":/")
+    if sep and len(scheme) > 1 and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        raise OutputError(f"{text}: evaluation writes to a local directory (samples are appended as they are "
+                          f"scored); write there and copy it to a bucket afterwards (gcloud storage rsync DIR URL)")
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     n: int = 1  # samples per problem
@@ -170,6 +184,7 @@ def evaluate(benchmark: str, items: Sequence[EvalItem], generator, tracer, out_d
 
     if not items:
         raise ValueError(f"{benchmark}: no problems to evaluate")
+    check_local_output(out_dir)
     t_start = time.perf_counter()
     bench_dir = Path(out_dir) / benchmark
     config = {"benchmark": benchmark, "data": str(data_path) if data_path else None,

@@ -1,7 +1,9 @@
 """Training checkpoints with orbax: everything a killed run needs to continue exactly.
 
-Layout under `<out_dir>/checkpoints/` (or `checkpoint_dir`: a local directory or a gs:// path;
-on a multi-host job every process writes its own shards of the arrays and process 0 the rest):
+Layout under `<out_dir>/checkpoints/` (or `checkpoint_dir`: a local directory, a shared file system
+or a gs:// path; on a multi-host job every process writes its own shards of the arrays and process 0
+the rest, so the directory must be one that every host sees: `storage.check_shared` refuses one
+that is not before anything is written):
 
     model_config.json        the policy's config (Hugging Face form), written once
     tokenizer files          the policy's tokenizer (tokenizer.json, ...), written once
@@ -12,8 +14,9 @@ on a multi-host job every process writes its own shards of the arrays and proces
 
 `coderl export --model <out_dir>/checkpoints/<step>` turns one into a Hugging Face directory.
 Saves are asynchronous (the loop continues while the arrays are written), keep the last K and
-happen every N steps; a save is atomic (orbax writes to a temporary directory and renames it),
-so a run killed mid-save resumes from the previous complete step.
+happen every N steps; a save is atomic, so a run killed mid-save resumes from the previous complete
+step: on local disk orbax writes to a temporary directory and renames it, on gs:// (which has no
+rename) it writes in place and marks the step complete with a `commit_success.txt` written last.
 """
 
 from __future__ import annotations
@@ -25,13 +28,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from coderl_jax.train import storage
+
 
 def as_checkpoint_path(directory):
     """An epath.Path: cloud URLs (gs://...) as they are, local paths made absolute."""
-    from etils import epath
-
-    text = str(directory)
-    return epath.Path(text) if "://" in text else epath.Path(Path(text).absolute())
+    return storage.checkpoint_path(directory)
 
 
 class Checkpointer:
@@ -39,20 +41,24 @@ class Checkpointer:
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
-        self.directory = as_checkpoint_path(directory)
+        self.directory = storage.checkpoint_path(directory)
         if jax.process_index() == 0:
             self.directory.mkdir(parents=True, exist_ok=True)
+        storage.check_shared(self.directory)  # a multi-host job: every host sees this directory
+        # on an object store, commit a step by a marker file written last instead of renaming a
+        # temporary directory (orbax's own default for gs://, stated here because it matters:
+        # GCS has no rename, and its stand-in copies every object)
+        atomicity = (ocp.options.AtomicityOptions(mode=ocp.options.AtomicityMode.COMMIT_FILE)
+                     if storage.is_remote(self.directory) else None)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
-                                               enable_async_checkpointing=async_save, create=True)
+                                               enable_async_checkpointing=async_save, create=True,
+                                               atomicity_options=atomicity)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("params", "opt_state", "meta"))
 
     def write_model_config(self, hf_config: dict) -> None:
         if jax.process_index() == 0:
-            path = self.directory / "model_config.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(hf_config, indent=2) + "\n")
-            tmp.replace(path)
+            storage.write_text(self.directory / "model_config.json", json.dumps(hf_config, indent=2) + "\n")
 
     def write_tokenizer(self, tokenizer) -> None:
         """The tokenizer's files beside the steps, so that a checkpoint alone is a model that

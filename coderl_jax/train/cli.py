@@ -41,7 +41,7 @@ def main(args) -> int:
     from coderl_jax.parallel import init_distributed
 
     init_distributed()  # a no-op on one host; first, before anything else touches JAX
-    from coderl_jax.train.loop import train
+    from coderl_jax.train.loop import checkpoint_location, train
 
     last = train(cfg)  # writes the suite a preset describes into the cache first
     import jax
@@ -57,5 +57,5 @@ def main(args) -> int:
             print("plots: " + ", ".join(str(p) for p in plots))
         keys = [k for k in ("reward/mean", "reward/pass_rate", "actor/loss", "actor/kl_loss", "eval/pass@1") if k in last]
         print("final step " + str(last.get("step")) + ": " + ", ".join(f"{k}={last[k]:.4f}" for k in keys))
-    print(f"metrics: {Path(cfg.out_dir) / 'metrics.jsonl'}; checkpoints: {Path(cfg.out_dir) / 'checkpoints'}")
+    print(f"metrics: {Path(cfg.out_dir) / 'metrics.jsonl'}; checkpoints: {checkpoint_location(cfg)}")
     return 0

@@ -71,6 +71,10 @@ class TracerConfig:
     workers: int = 0  # in-process pool workers (0 = automatic)
     timeout_s: float = 6.0  # per test case, as the paper's runner
     reward: str = "unit_tests"  # a registered reward function (see train/rewards registry)
+    # stop at start-up unless the sandbox (this host's pool, or the service at `url`) isolates the
+    # network (bubblewrap): True = required, False = explicit opt-out (warned about), None = auto,
+    # required when the job has more than one process. The pod presets set True.
+    require_isolation: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,10 +106,17 @@ class TrainConfig:
     param_dtype: str = "float32"
     dtype: str = "float32"
     checkpoint_every: int = 5
-    checkpoint_dir: str = ""  # "" = <out_dir>/checkpoints; a gs:// path on a TPU pod (every host writes its shards)
+    # "" = <out_dir>/checkpoints. A multi-host job needs a directory every host sees (checked at
+    # start-up): gs://BUCKET/PATH (the `gcs` extra) or a shared file system. "{bucket}" in it is
+    # replaced by `bucket` (the pod presets: gs://{bucket}/runs/<name>/checkpoints).
+    checkpoint_dir: str = ""
+    bucket: str = ""  # a GCS bucket name (fills "{bucket}" in checkpoint_dir)
     keep_checkpoints: int = 2
     async_checkpointing: bool = True
     max_skipped_steps: int = 3  # consecutive non-finite steps before the run stops
+    # on SIGTERM (maintenance, preemption): checkpoint the last completed step and exit with status
+    # 75 within this many seconds, else exit with status 76 (0 = leave SIGTERM alone)
+    preemption_timeout_s: float = 60.0
     tensorboard: bool = True
     wandb_project: str = ""
     topology: str = ""  # the TPU topology this config is sized for (`coderl plan`), e.g. "v5p:2x4x4"
@@ -143,6 +154,7 @@ class TrainConfig:
              f"prompts_per_step x group_size = {rows} rows must divide into updates_per_step="
              f"{self.updates_per_step} x micro_batches={self.micro_batches}")
         need(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
+        need(self.preemption_timeout_s >= 0, "preemption_timeout_s must be >= 0 (0 = leave SIGTERM alone)")
         need(self.loss.temperature == self.rollout.temperature or self.rollout.temperature == 0,
              f"loss.temperature={self.loss.temperature} must equal rollout.temperature={self.rollout.temperature}: "
              f"the trainer's log-probs must be those of the distribution the rollouts were sampled from")

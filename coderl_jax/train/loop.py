@@ -69,16 +69,38 @@ def load_policy(cfg: TrainConfig, mesh=None):
 
 def make_tracer(cfg: TrainConfig):
     """The sandbox: the in-process pool, or a remote service. In a multi-host job each host runs
-    its own block of every batch of requests and the results are gathered (HostShardedTracer)."""
+    its own block of every batch of requests and the results are gathered (HostShardedTracer).
+
+    Checks `tracer.require_isolation` against the sandbox's layers (this host's pool, or what the
+    service reports at /healthz) and logs them in one line; a required but missing network
+    isolation is an IsolationError (coderl_jax/train/isolation.py)."""
+    from coderl_jax.train.isolation import check_isolation, isolation_required
+
+    processes = jax.process_count()
+    setting = cfg.tracer.require_isolation
+    sandbox, unknown = None, ""
     if cfg.tracer.url:
-        from tracer import TracerClient
+        from tracer import ServiceError, TracerClient
 
         tracer = TracerClient(cfg.tracer.url)
+        where = f"the tracer service at tracer.url={cfg.tracer.url}"
+        try:  # a service that is down and not required to isolate may come up later
+            sandbox = tracer.layers(timeout_s=30.0 if isolation_required(setting, processes) else 5.0)
+        except ServiceError as e:
+            unknown = str(e)
     else:
         from tracer import TracerPool
 
         tracer = TracerPool(workers=cfg.tracer.workers or None)
-    return HostShardedTracer(tracer) if jax.process_count() > 1 else tracer
+        where = "the tracer" + (f" on process {jax.process_index()}" if processes > 1 else "")
+        sandbox = tracer.sandbox
+    try:
+        check_isolation(sandbox, setting=setting, process_count=processes, where=where, log=log,
+                        unknown_reason=unknown)
+    except Exception:
+        tracer.close()
+        raise
+    return HostShardedTracer(tracer) if processes > 1 else tracer
 
 
 def gathered_data_state(data_iter):
@@ -114,11 +136,20 @@ class Session:
     eval_items: list  # held-out problems for pass@1
     probe_records: list  # held-out programs for the alignment probe
     is_main: bool  # process 0 writes the run's files
+    saved_step: int | None = None  # the last step whose checkpoint was started
 
     def close(self) -> None:
         self.checkpoints.close()
         if hasattr(self.run.tracer, "close"):
             self.run.tracer.close()
+
+
+def checkpoint_location(cfg: TrainConfig) -> str:
+    """`checkpoint_dir` with `{bucket}` filled in, or <out_dir>/checkpoints (a StorageError for a
+    template without a bucket or a gs:// out_dir)."""
+    from coderl_jax.train.storage import resolve_checkpoint_dir
+
+    return resolve_checkpoint_dir(cfg.checkpoint_dir, bucket=cfg.bucket, out_dir=cfg.out_dir)
 
 
 def build_run(cfg: TrainConfig) -> Session:
@@ -142,6 +173,12 @@ def build_run(cfg: TrainConfig) -> Session:
     # others keep their own evaluation files apart (no two writers of one file on a shared disk)
     out_dir = Path(cfg.out_dir) if is_main else Path(cfg.out_dir) / f"process_{jax.process_index()}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the checkpoint directory before anything is loaded: a multi-host job whose hosts do not all
+    # see it (each host's own disk) stops here (storage.check_shared)
+    checkpoints = Checkpointer(checkpoint_location(cfg), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every,
+                               async_save=cfg.async_checkpointing)
+    # the sandbox next, before minutes of model loading: a required but missing isolation layer stops here
+    tracer = make_tracer(cfg)
     mesh = make_job_mesh(cfg)
     model_cfg, params, tokenizer, _ = load_policy(cfg, mesh)
     if is_main:
@@ -160,8 +197,6 @@ def build_run(cfg: TrainConfig) -> Session:
                           seed=cfg.seed, encode_prompts=lambda texts: encode_prompts(texts, tokenizer, cfg),
                           max_prompt_tokens=cfg.data.max_prompt_tokens)
 
-    checkpoints = Checkpointer(cfg.checkpoint_dir or Path(cfg.out_dir) / "checkpoints", keep=cfg.keep_checkpoints,
-                               every=cfg.checkpoint_every, async_save=cfg.async_checkpointing)
     checkpoints.write_model_config(model_cfg.to_hf())
     checkpoints.write_tokenizer(tokenizer)
     start_step = 0
@@ -176,7 +211,6 @@ def build_run(cfg: TrainConfig) -> Session:
         log.info("resumed from step %d", start_step)
 
     max_len = cfg.data.max_prompt_tokens + r.max_new_tokens
-    tracer = make_tracer(cfg)
     run = Run(cfg=cfg, state=state, tokenizer=tokenizer, problems=problems, sampler=None,
               reward_fn=get_reward(cfg.tracer.reward), tracer=tracer, update_fn=program.step_fn,
               score_fn=build_scoring(cfg, model_cfg), lr_schedule=_lr_schedule(cfg),
@@ -203,15 +237,33 @@ def _lr_schedule(cfg: TrainConfig):
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) training; returns the last step's metrics."""
+    """Run (or resume) training; returns the last step's metrics.
+
+    On SIGTERM (`preemption_timeout_s` > 0) it checkpoints the last completed step and raises
+    `Preempted` (a SystemExit with status 75) within that many seconds; past them the process ends
+    with status 76 (coderl_jax/train/preemption.py)."""
+    from coderl_jax.train.preemption import StopSignal
+
+    stop = StopSignal.install(cfg.preemption_timeout_s)
+    try:
+        return _train(cfg, stop)
+    finally:
+        stop.uninstall()
+
+
+def _train(cfg: TrainConfig, stop) -> dict:
     from coderl_jax.train.metrics import MetricsWriter
 
     cfg = prepare_data(cfg).validate()  # a suite the config describes is written now, not when it loads
     session = build_run(cfg)
     run = session.run
-    writer = MetricsWriter(session.out_dir, resume_step=session.start_step, tensorboard=cfg.tensorboard,
-                           wandb_project=cfg.wandb_project or None, run_config=dataclasses.asdict(cfg),
-                           is_main=session.is_main)
+    if stop.agreed():  # told to stop while starting: nothing new to save
+        session.close()
+        raise preempted(session, session.start_step or None)
+    # a fresh run (nothing restored) starts its metrics over, step-0 evaluation included
+    writer = MetricsWriter(session.out_dir, resume_step=session.start_step if session.start_step else -1,
+                           tensorboard=cfg.tensorboard, wandb_project=cfg.wandb_project or None,
+                           run_config=dataclasses.asdict(cfg), is_main=session.is_main)
     loop = TrainLoop(lambda step: phases.run_step(run, step), first_step=session.start_step + 1,
                      last_step=cfg.steps)
     loop.add_hook(stop_on_nonfinite(cfg.max_skipped_steps, session.checkpoints), every=1)
@@ -223,6 +275,7 @@ def train(cfg: TrainConfig) -> dict:
     bar = progress_bar(cfg, session) if cfg.progress and session.is_main else None
     if bar is not None:
         loop.add_sink(bar)
+    loop.add_sink(stop_on_signal(session, stop, cfg.steps))  # last: the step's row is written before it stops
     try:
         last = loop.run()
         session.checkpoints.wait()
@@ -249,10 +302,42 @@ def stop_on_nonfinite(limit: int, checkpoints):
     return check
 
 
+def stop_on_signal(session: Session, stop, last_step: int):
+    """A sink (after the metrics writer) that ends the run when any process received SIGTERM: it
+    saves the step just completed unless its checkpoint was already started, waits for the save and
+    raises Preempted. Every process gathers the flags after every step (one small collective), so
+    all of them stop after the same step. After the last step the run simply ends (its checkpoint
+    is the final one)."""
+
+    def check(step: int, row: dict) -> None:
+        if not stop.agreed() or step == last_step:
+            return
+        if step > session.start_step and session.saved_step != step:
+            save_checkpoint(session, step)
+        session.checkpoints.wait()
+        raise preempted(session, step if step > session.start_step else (session.start_step or None))
+
+    return check
+
+
+def preempted(session: Session, step: int | None):
+    from coderl_jax.train.preemption import EXIT_PREEMPTED, Preempted
+
+    where = session.checkpoints.directory
+    if step is None:
+        message = "stopped on SIGTERM before the first checkpoint; running the same command starts over"
+    else:
+        message = (f"stopped on SIGTERM after step {step}; its checkpoint is {where}/{step}; run the same "
+                   f"command to resume")
+    log.warning("%s (exit status %d)", message, EXIT_PREEMPTED)
+    return Preempted(step, message)
+
+
 def save_checkpoint(session: Session, step: int) -> dict:
     """Parameters, optimizer state, the data position and the alignment buffer of `step`."""
     run = session.run
     t0 = time.perf_counter()
+    session.saved_step = step
     session.checkpoints.save(step, params=run.state.params, opt_state=run.state.opt_state,
                              rng=jax.random.key(run.cfg.seed), data_state=gathered_data_state(run.problems),
                              alignment_state=run.align.state() if run.align.enabled else None,

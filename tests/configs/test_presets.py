@@ -51,7 +51,7 @@ def test_loading_every_preset_and_config_file_writes_nothing(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, *map(str, TOP_LEVEL)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert int(proc.stdout.split()[-1]) == 9  # default_cpu, grpo_cpu, tiny_cpu and the six pod configs
+    assert int(proc.stdout.split()[-1]) == 10  # default_cpu, grpo_cpu, tiny_cpu, gpu_1p5b and the six pod configs
     assert [p for p in tmp_path.rglob("*") if p not in (cache, home, cwd)] == []
 
 
