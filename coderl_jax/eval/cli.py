@@ -8,6 +8,7 @@ per-problem samples, summary.json and summary.md under --out; a rerun resumes. d
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tokenizer", type=Path, default=None, help="tokenizer directory (default: found beside --model)")
     g.add_argument("--oracle", choices=["canonical"], default=None,
                    help="score the benchmark's reference solutions instead of model samples")
-    g.add_argument("--out", type=Path, required=True, help="output directory (resumes when it holds a run)")
+    g.add_argument("--out", required=True,
+                   help="output directory, or a bucket URL (gs://BUCKET/PATH: written in a local mirror and "
+                        "copied up after each benchmark); resumes when it holds a run")
     g.add_argument("--limit", type=int, default=None, help="only the first N problems")
     g.add_argument("--start-date", default=None, help="LiveCodeBench: first contest date, YYYY-MM-DD")
     g.add_argument("--end-date", default=None, help="LiveCodeBench: last contest date, YYYY-MM-DD")
@@ -82,6 +85,7 @@ def _paths(names: list[str], given: list[str]) -> dict[str, str | None]:
 
 
 def main(args: argparse.Namespace) -> int:
+    import coderl_jax.remote as remote
     from coderl_jax.data.records import DataError
     from coderl_jax.eval import runner
     from coderl_jax.eval.benchmarks import get_benchmark, load_benchmark
@@ -120,18 +124,28 @@ def main(args: argparse.Namespace) -> int:
     except (DataError, ValueError) as e:  # ResumeError, ConfigError and CheckpointError are ValueErrors
         return fail(e)
 
+    url = args.out if remote.is_url(args.out) else None
+    out = remote.mirror_dir(url) if url else Path(args.out)
+    if url:  # resume from what an earlier run left in the bucket
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        remote.download_tree(url, out)
     tracer = _tracer(args)
     summaries = {}
     try:
         with tracer:
             for name in names:
                 summaries[name] = runner.evaluate(
-                    name, items[name], generator, tracer, args.out, settings[name],
+                    name, items[name], generator, tracer, out, settings[name],
                     data_path=str(Path(paths[name]).absolute()) if paths[name] else None,
                     progress=not args.no_progress, overwrite=args.overwrite)
+                if url:
+                    remote.upload_tree(out, url)
     except (DataError, ValueError) as e:
         return fail(e)
     except KeyboardInterrupt:
+        if url:
+            remote.upload_tree(out, url)
         print(f"coderl eval: interrupted; finished problems are in {args.out}; run the same command again to "
               f"resume", file=sys.stderr)
         return 130
@@ -139,7 +153,8 @@ def main(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{k} = {100 * v:.2f}%" for k, v in s.items() if k.startswith("pass@"))
         skipped = f" (pass@{s['skipped_k']} skipped: n={s['samples_per_problem']})" if s.get("skipped_k") else ""
         print(f"{name}: {scores or 'no pass@k'} over {s['evaluated']} problems{skipped}")
-    print(f"wrote {args.out / runner.SUMMARY_FILE} and {args.out / runner.TABLE_FILE}")
+    where = url.rstrip("/") if url else str(out)
+    print(f"wrote {where}/{runner.SUMMARY_FILE} and {where}/{runner.TABLE_FILE}")
     return 0
 
 

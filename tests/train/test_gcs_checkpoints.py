@@ -50,34 +50,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    """(url, environment for the clients, its log) of a GCS emulator holding the bucket `bucket`
-    (gcs_emulator.py: gcp-storage-emulator with GCS's generation header and conditions)."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("emulator") / "emulator.log", "w")
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gcs_emulator.py")), f"--port={port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/storage/v1/b/bucket", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("the GCS emulator did not start")
-            time.sleep(0.2)
-    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test",
-           # gcsfs's bucket-type probe (zonal / hierarchical buckets) goes to an API the emulator lacks
-           "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
-    yield url, env, Path(log.name)
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
 def objects(url: str, prefix: str) -> list[str]:
     """Object names under `prefix` in the emulator's bucket."""
     names, token = [], ""
