@@ -5,9 +5,8 @@ TPU topology, on this (CPU) machine, with the same shardings the trainer uses:
 
   rollout  `generate_tokens` for `rollout.prompts_per_generate` prompts x `group_size` samples, with
            a copy of the weights in the compute dtype laid out by the sampling rules (no fsdp split).
-           It is compiled as one decode loop over a cache of the final size (the sampler proper grows
-           its cache over up to 8 loops, each unrolled 4 steps): an upper bound on its memory, and a
-           program XLA compiles in minutes rather than tens of minutes for a 28-layer model;
+           It is compiled with the trainer's decode loops (`rollout.decode_chunk`, `decode_unroll`:
+           up to 8 loops, the cache growing between them), layers scanned as on the accelerator;
   scoring  the old / reference log-probs (`sequence_logprobs`) of one micro-batch of rows;
   update   the sharded train step (`make_sharded_train_step`) on one mini-batch, its micro-batches
            accumulated inside the step, the state donated.
@@ -261,7 +260,7 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
                       top_k=min(r.top_k, model_cfg.vocab_size), use_top_p=r.top_p < 1,
                       eos_ids=tuple(model_cfg.eos_token_ids), pad_id=model_cfg.pad_token_id or 0,
                       temperature=float(r.temperature or 1.0), top_p=float(r.top_p), cache_dtype=r.cache_dtype,
-                      chunk=r.max_new_tokens, unroll=1)  # one decode loop over a full-size cache: see above
+                      chunk=r.decode_chunk, unroll=r.decode_unroll)  # the decode loops the trainer runs
     prompt_sh = NamedSharding(mesh, P(BATCH_AXES))
     gen = jax.jit(lambda p, t, m, k: generate_tokens(p, model_cfg, t, m, k, spec=spec),
                   in_shardings=(sample_sh, prompt_sh, prompt_sh, replicated))

@@ -57,6 +57,10 @@ class RolloutConfig:
     cache_dtype: str = "float32"
     # the sampler's copy of the weights: "auto" = float32 on CPU, bfloat16 on TPU / GPU
     dtype: str = "auto"
+    # the decode loop: steps per compiled loop (the cache grows by this much per loop, at most 8
+    # loops) and steps per while-loop iteration; `coderl plan` compiles the same program
+    decode_chunk: int = 32
+    decode_unroll: int = 4
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, sample more to refill
     max_extra_rounds: int = 2  # bound on extra generation rounds when dynamic sampling
     prompts_per_generate: int = 0  # prompts per sampler call (0 = all at once); bounds the KV cache
@@ -113,6 +117,9 @@ class TrainConfig:
     bucket: str = ""  # a GCS bucket name (fills "{bucket}" in checkpoint_dir)
     keep_checkpoints: int = 2
     async_checkpointing: bool = True
+    # XLA's persistent compilation cache for this run ("" = what `coderl` set up: $CODERL_COMPILE_CACHE,
+    # else $CODERL_CACHE/xla); a gs:// path lets a recreated slice skip its compiles
+    compile_cache_dir: str = ""
     max_skipped_steps: int = 3  # consecutive non-finite steps before the run stops
     # on SIGTERM (maintenance, preemption): checkpoint the last completed step and exit with status
     # 75 within this many seconds, else exit with status 76 (0 = leave SIGTERM alone)
@@ -147,6 +154,8 @@ class TrainConfig:
                  f"data.suite.probe_programs={s.probe_programs} must be in [0, n_heldout={s.n_heldout}]")
         need(self.steps >= 0, f"steps={self.steps} must be >= 0")
         need(self.rollout.group_size >= 1, "rollout.group_size must be >= 1")
+        need(self.rollout.decode_chunk >= 1 and self.rollout.decode_unroll >= 1,
+             "rollout.decode_chunk and rollout.decode_unroll must be >= 1")
         need(self.rollout.dtype in ("auto", "float32", "bfloat16"),
              f"rollout.dtype={self.rollout.dtype!r}: expected auto, float32 or bfloat16")
         rows = self.rollout.prompts_per_step * self.rollout.group_size

@@ -218,7 +218,8 @@ def build_run(cfg: TrainConfig) -> Session:
               max_len=max_len, align=align, batch_sharding=program.batch_sharding)
     run.reshard_fn = build_reshard(cfg, model_cfg, mesh)
     run.sampler = Sampler(model_cfg, run.sampling_params, tokenizer, max_cache_len=max_len,
-                          cache_dtype=r.cache_dtype, mesh=mesh, data_axes=BATCH_AXES,
+                          cache_dtype=r.cache_dtype, mesh=mesh, data_axes=BATCH_AXES, chunk=r.decode_chunk,
+                          unroll=r.decode_unroll,
                           **({"buckets": r.prompt_buckets} if r.prompt_buckets else {}))
 
     probe_records = load_probe(probe_rows, cfg, tracer, align) if probe_rows else []
@@ -251,10 +252,20 @@ def train(cfg: TrainConfig) -> dict:
         stop.uninstall()
 
 
+def use_compile_cache(directory: str) -> None:
+    """Point XLA's persistent compilation cache at `directory` (a local path or a URL such as
+    gs://BUCKET/xla) before the run's first compile; "" leaves the process's setting. The cache is
+    keyed by program and compiler settings, so it never changes a result."""
+    if directory:
+        jax.config.update("jax_compilation_cache_dir", directory)
+        log.info("compilation cache: %s", directory)
+
+
 def _train(cfg: TrainConfig, stop) -> dict:
     from coderl_jax.train.metrics import MetricsWriter
 
     cfg = prepare_data(cfg).validate()  # a suite the config describes is written now, not when it loads
+    use_compile_cache(cfg.compile_cache_dir)
     session = build_run(cfg)
     run = session.run
     if stop.agreed():  # told to stop while starting: nothing new to save

@@ -73,3 +73,15 @@ def test_the_optional_suite_is_set_through_its_fields():
     assert cfg.validate() and cfg.data.train_path == ""  # the suite fills it (train/data_setup.py)
     with pytest.raises(ConfigOverrideError, match="'suite' is not a nested config"):
         apply_overrides(TrainConfig(), ["data.suite.seed=2"])  # no suite to change
+
+
+def test_the_sampler_copy_and_decode_loop_settings_are_validated():
+    from coderl_jax.train.config import DataConfig, TrainConfig
+
+    cfg = TrainConfig(model="tiny-random", out_dir="x", data=DataConfig(train_path="t.jsonl"))
+    ok = apply_overrides(cfg, ["rollout.dtype=bfloat16", "rollout.decode_chunk=64", "rollout.decode_unroll=2"])
+    assert ok.validate().rollout.decode_chunk == 64
+    with pytest.raises(ValueError, match="rollout.dtype='float16'"):
+        apply_overrides(cfg, ["rollout.dtype=float16"]).validate()
+    with pytest.raises(ValueError, match="decode_chunk and rollout.decode_unroll must be >= 1"):
+        apply_overrides(cfg, ["rollout.decode_unroll=0"]).validate()
