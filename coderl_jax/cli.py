@@ -35,13 +35,14 @@ def enable_compile_cache() -> str | None:
     Where: $CODERL_COMPILE_CACHE, else $CODERL_CACHE/xla (default ~/.cache/coderl_jax/xla);
     CODERL_COMPILE_CACHE=0 turns it off. Returns the directory (None when off)."""
     import os
-    from pathlib import Path
 
     path = os.environ.get("CODERL_COMPILE_CACHE", "")
     if path == "0":
         return None
     if not path:
-        path = str(Path(os.environ.get("CODERL_CACHE", Path.home() / ".cache" / "coderl_jax")) / "xla")
+        from coderl_jax.cache import cache_root
+
+        path = str(cache_root() / "xla")
     import jax
 
     jax.config.update("jax_compilation_cache_dir", path)

@@ -13,6 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from coderl_jax.cache import cache_root
 from coderl_jax.errors import UserError
 
 GCS_EXTRA_HINT = "pip install 'coderl-jax[gcs]'"
@@ -26,25 +27,25 @@ def is_url(text) -> bool:
     return "://" in os.fspath(text)
 
 
-def url_path(text: str):
-    """An etils.epath.Path for a URL; gs:// without gcsfs is a RemoteError naming the extra."""
+def url_path(text: str, *, error: type[Exception] = RemoteError, example: str = "gs://BUCKET/PATH"):
+    """An etils.epath.Path for a URL; gs:// without gcsfs, or without a bucket and path, raises
+    `error` (a RemoteError by default) naming the extra or showing `example`."""
     from etils import epath
 
     if text.startswith("gs://"):
         try:
             import gcsfs  # noqa: F401  (etils' fsspec backend loads it by name)
         except ImportError:
-            raise RemoteError(f"{text}: gs:// needs gcsfs and google-cloud-storage; install them with "
-                              f"{GCS_EXTRA_HINT}") from None
+            raise error(f"{text}: gs:// needs gcsfs and google-cloud-storage; install them with "
+                        f"{GCS_EXTRA_HINT}") from None
         if not text[len("gs://"):].strip("/"):
-            raise RemoteError(f"{text}: name a bucket and a path, e.g. gs://BUCKET/evals/NAME")
+            raise error(f"{text}: name a bucket and a path, e.g. {example}")
     return epath.Path(text)
 
 
 def mirror_dir(url: str) -> Path:
     """The local directory that mirrors `url`: $CODERL_CACHE/mirrors/<hash of the URL>."""
-    root = Path(os.environ.get("CODERL_CACHE", Path.home() / ".cache" / "coderl_jax"))
-    return root / "mirrors" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    return cache_root() / "mirrors" / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _files(root) -> list:

@@ -26,7 +26,7 @@ MOVED = {
 
 # a package may import the packages to its right only (models -> parallel, ..., cli -> everything)
 LAYERS = [
-    {"parallel", "errors", "registry", "remote"}, {"models", "optim", "cpu_runtime"}, {"sampling", "rl", "data"},
+    {"parallel", "errors", "registry", "remote", "cache"}, {"models", "optim", "cpu_runtime"}, {"sampling", "rl", "data"},
     {"alignment", "eval"}, {"train"}, {"configs"}, {"sft", "plan", "experiments"}, {"cli"},
 ]
 

@@ -14,6 +14,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from coderl_jax.cache import cache_root
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
 
@@ -98,7 +100,7 @@ def default_model_dir() -> Path:
     place; a rename onto the finished directory of another process fails, and the loser deletes its
     copy and uses the winner's (every builder writes the same bytes: seed 0). A directory without
     config.json there (a build interrupted before builds were atomic) is moved aside and replaced."""
-    root = Path(os.environ.get("CODERL_CACHE", Path.home() / ".cache" / "coderl_jax"))
+    root = cache_root()
     path = root / DEFAULT_MODEL_NAME
     if (path / "config.json").exists():
         return path

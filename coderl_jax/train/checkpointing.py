@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from coderl_jax.remote import is_url
 from coderl_jax.train import storage
 
 
@@ -49,7 +50,7 @@ class Checkpointer:
         # temporary directory (orbax's own default for gs://, stated here because it matters:
         # GCS has no rename, and its stand-in copies every object)
         atomicity = (ocp.options.AtomicityOptions(mode=ocp.options.AtomicityMode.COMMIT_FILE)
-                     if storage.is_remote(self.directory) else None)
+                     if is_url(self.directory) else None)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
                                                enable_async_checkpointing=async_save, create=True,
                                                atomicity_options=atomicity)

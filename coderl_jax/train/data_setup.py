@@ -9,17 +9,12 @@ a config whose paths are all set is returned as is) and a no-op for a config wit
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
+from coderl_jax.cache import cache_root
 from coderl_jax.train.config import SuiteDataConfig, TrainConfig
 
 DEFAULT_SUITE = SuiteDataConfig()
-
-
-def cache_root() -> Path:
-    """$CODERL_CACHE, else ~/.cache/coderl_jax."""
-    return Path(os.environ.get("CODERL_CACHE", Path.home() / ".cache" / "coderl_jax"))
 
 
 def suite_dir(suite: SuiteDataConfig) -> Path:

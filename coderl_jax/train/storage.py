@@ -22,10 +22,11 @@ import socket
 from pathlib import Path
 
 from coderl_jax.errors import UserError
+from coderl_jax.remote import GCS_EXTRA_HINT, url_path
+from coderl_jax.remote import is_url
 
 log = logging.getLogger("coderl_jax.train")
 
-GCS_EXTRA_HINT = "pip install 'coderl-jax[gcs]'"
 NONCE_PREFIX = ".coderl-shared-check-"
 
 
@@ -37,34 +38,21 @@ class NotSharedError(StorageError):
     """The processes of a multi-host job do not see one checkpoint directory."""
 
 
-def is_remote(path) -> bool:
-    return "://" in str(path)
-
-
 def checkpoint_path(directory):
     """An epath.Path: a URL as it is (gs:// needs gcsfs: a StorageError naming the extra without
     it), a local path made absolute."""
     from etils import epath
 
     text = str(directory)
-    if not is_remote(text):
+    if not is_url(text):
         return epath.Path(Path(text).expanduser().absolute())
-    scheme = text.split("://", 1)[0]
-    if scheme == "gs":
-        try:
-            import gcsfs  # noqa: F401  (etils' fsspec backend loads it by name)
-        except ImportError:
-            raise StorageError(f"{text}: a gs:// checkpoint directory needs gcsfs and google-cloud-storage; "
-                               f"install them with {GCS_EXTRA_HINT}") from None
-        if not text[len("gs://"):].strip("/"):
-            raise StorageError(f"{text}: name a bucket and a path, e.g. gs://BUCKET/runs/NAME/checkpoints")
-    return epath.Path(text)
+    return url_path(text, error=StorageError, example="gs://BUCKET/runs/NAME/checkpoints")
 
 
 def resolve_checkpoint_dir(checkpoint_dir: str, *, bucket: str, out_dir: str) -> str:
     """The run's checkpoint directory: `checkpoint_dir` with `{bucket}` replaced by `bucket` (the pod
     presets say gs://{bucket}/runs/<name>/checkpoints), or <out_dir>/checkpoints when empty."""
-    if is_remote(out_dir):
+    if is_url(out_dir):
         raise StorageError(f"out_dir={out_dir}: must be a local directory (metrics, TensorBoard, evaluation "
                            f"files); put the checkpoints in a bucket with checkpoint_dir=gs://BUCKET/PATH")
     if not checkpoint_dir:
@@ -81,7 +69,7 @@ def resolve_checkpoint_dir(checkpoint_dir: str, *, bucket: str, out_dir: str) ->
 def write_text(path, text: str) -> None:
     """`text` as the whole content of `path`: a temporary file renamed into place on local disk,
     one upload on a remote store."""
-    if is_remote(path):
+    if is_url(path):
         path.write_text(text)
         return
     tmp = path.with_name(path.name + ".tmp")
