@@ -55,7 +55,7 @@ def test_coderl_train_runs_a_preset_from_the_installed_wheel(tmp_path):
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["CODERL_CACHE"] = str(tmp_path / "cache")
-    # the compiled programs: shared with this session's runs (the cache never changes a result)
+    # the compiled programs: shared with the test run's other runs (the cache never changes a result)
     env["CODERL_COMPILE_CACHE"] = os.environ.get("CODERL_COMPILE_CACHE") or str(
         Path(os.environ.get("CODERL_CACHE", Path.home() / ".cache" / "coderl_jax")) / "xla")
     where = _run([python, "-c", "import coderl_jax; print(coderl_jax.__file__)"], cwd=work, env=env, timeout=120)
