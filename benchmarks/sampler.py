@@ -6,12 +6,20 @@ no EOS stopping (both produce exactly 128 tokens per row). The two are run inter
 times each, and the medians are compared, so a busy machine slows both alike. Compile time (the
 first call of each shape) is reported separately and not counted.
 
+With `--lengths longtail` it measures decoding with refilled rows instead: 256 sequences (64
+prompts x 4 samples) whose lengths are forced by per-row caps drawn from a long-tailed
+distribution (log-normal, median 24 tokens, most short and a few at the 256-token cap, like RL
+code and alignment rows; a random model does not stop by itself), decoded through 64 refilled
+rows in one call vs the same 256 sequences in 4 static calls of 64 rows, interleaved. The figure is
+new useful tokens (the sum of the caps) per second; the last line's JSON has "refill_ratio".
+
 Then a batch-size sweep of our sampler (tokens/s and KV-cache bytes per batch size). The process
 first applies `coderl_jax.cpu_runtime.tune_cpu_runtime()` as `coderl train` and
 benchmarks/update.py do (`--no-cpu-tuning` skips it); both sides run under it.
 The last line of output is one JSON object.
 
     python benchmarks/sampler.py [--repeats 3] [--sweep 8,16,32,64,128,256] [--no-sweep]
+    python benchmarks/sampler.py --lengths longtail [--repeats 3]
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ def parse_args(argv=None):
     ap.add_argument("--unroll", type=int, default=4)
     ap.add_argument("--cache-dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    ap.add_argument("--lengths", default="fixed", choices=["fixed", "longtail"],
+                    help="longtail: refilled rows vs static calls on long-tailed lengths (no torch)")
     ap.add_argument("--no-cpu-tuning", action="store_true", help="skip coderl_jax.cpu_runtime.tune_cpu_runtime")
     return ap.parse_args(argv)
 
@@ -63,11 +73,75 @@ def build_models(tmp: str):
     return model, cfg, params
 
 
+def longtail(args, tuning) -> int:
+    """Refilled rows vs static calls over the same long-tailed sequences (see the module docstring)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from coderl_jax.models import transformer
+    from coderl_jax.models.config import ModelConfig
+    from coderl_jax.sampling.sampler import DecodeSpec, generate_refill, generate_tokens
+
+    cfg = ModelConfig.from_hf({**CONFIG, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]})
+    params = transformer.init_params(cfg, 0)  # the lengths are forced: the weights do not matter
+    prompts_n, group, slots, cap = 64, 4, 64, 256
+    rng = np.random.RandomState(0)
+    caps = np.clip(np.round(rng.lognormal(np.log(24), 1.0, prompts_n * group)), 4, cap).astype(np.int32)
+    tokens = rng.randint(0, cfg.vocab_size, (prompts_n, args.prompt_len)).astype(np.int32)
+    mask = np.ones_like(tokens, bool)
+    spec = DecodeSpec(n=group, max_new_tokens=cap, greedy=False, top_k=0, use_top_p=False, eos_ids=(), pad_id=0,
+                      cache_dtype=args.cache_dtype, chunk=args.chunk, unroll=args.unroll)
+    per_call = slots // group  # prompts per static call: 64 rows each
+
+    def refill(seed):
+        t0 = time.perf_counter()
+        out = generate_refill(params, cfg, tokens, mask, jax.random.key(seed), jnp.asarray(caps), spec=spec,
+                              slots=slots)
+        jax.block_until_ready(out)
+        assert (np.asarray(out.num_tokens_r) == caps).all()
+        return time.perf_counter() - t0
+
+    def static(seed):
+        t0 = time.perf_counter()
+        for c in range(0, prompts_n, per_call):
+            rows = slice(c * group, (c + per_call) * group)
+            out = generate_tokens(params, cfg, tokens[c:c + per_call], mask[c:c + per_call], jax.random.key(seed),
+                                  jnp.asarray(caps[rows]), spec=spec)
+            jax.block_until_ready(out)
+            assert (np.asarray(out.num_tokens_r) == caps[rows]).all()
+        return time.perf_counter() - t0
+
+    compile_s = {"refill": refill(0), "static": static(0)}
+    t_refill, t_static = [], []
+    for r in range(args.repeats):  # interleaved
+        t_refill.append(refill(r + 1))
+        t_static.append(static(r + 1))
+    compile_s = {k: v - min(t_refill if k == "refill" else t_static) for k, v in compile_s.items()}
+    useful = int(caps.sum())
+    refill_tps, static_tps = useful / statistics.median(t_refill), useful / statistics.median(t_static)
+    groups = caps.reshape(-1, slots)
+    print(f"{caps.size} sequences through {slots} rows, prompt {args.prompt_len}, caps: median {np.median(caps):.0f}, "
+          f"mean {caps.mean():.1f}, max {caps.max()}, {(caps == cap).sum()} at the cap; longest per static call "
+          f"{groups.max(1).tolist()}; jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(f"refill:  {refill_tps:8.0f} useful tokens/s  (runs {', '.join(f'{t:.3f}' for t in t_refill)} s)")
+    print(f"static:  {static_tps:8.0f} useful tokens/s  (runs {', '.join(f'{t:.3f}' for t in t_static)} s)")
+    print(f"refill_ratio: {refill_tps / static_tps:.2f}x (of medians)   compile (not counted): "
+          f"refill {compile_s['refill']:.1f} s, static {compile_s['static']:.1f} s")
+    print(json.dumps({"lengths": "longtail", "sequences": int(caps.size), "slots": slots, "prompt_len": args.prompt_len,
+                      "useful_tokens": useful, "refill_tokens_per_s": round(refill_tps),
+                      "static_tokens_per_s": round(static_tps), "refill_ratio": round(refill_tps / static_tps, 3),
+                      "compile_s": {k: round(v, 2) for k, v in compile_s.items()}, "cpu_tuning": tuning}))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from coderl_jax.cpu_runtime import tune_cpu_runtime
 
     tuning = {} if args.no_cpu_tuning else tune_cpu_runtime()  # before JAX or torch start their threads
+    if args.lengths == "longtail":
+        return longtail(args, tuning)
     import jax
     import numpy as np
     import torch

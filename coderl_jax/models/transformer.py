@@ -13,7 +13,8 @@ sum. (On XLA:CPU that vectorises along the long slot axis, where `[b, s, k, d]` 
 would run many tiny d-long products; docs/benchmarks.md has the decode timings.)
 A call with a cache writes its T new keys/values at slots [cache_index, cache_index + T) and
 attends, for each query at slot cache_index + i, to the slots <= its own whose `key_mask_bs` is
-true (left padding and empty slots are false). `attend_len` (static) limits attention to the first
+true (left padding and empty slots are false). A one-token call may give `cache_index` as a
+vector, one slot per row (a sampler whose rows are at different points of different sequences). `attend_len` (static) limits attention to the first
 attend_len slots, so a sampler can attend over only the filled part of a large cache.
 """
 
@@ -93,14 +94,19 @@ class Attention(nnx.Module):
             lead, new_k, new_v = (layer,), new_k[None], new_v[None]
         else:
             (ck, cv), lead = cache, ()
-        ck = jax.lax.dynamic_update_slice(ck, new_k.astype(ck.dtype), (*lead, 0, 0, 0, cache_index))
-        cv = jax.lax.dynamic_update_slice(cv, new_v.astype(cv.dtype), (*lead, 0, 0, cache_index, 0))
+        if jnp.ndim(cache_index):  # one write slot per row (decode with refilled rows): t == 1
+            rows, every = jnp.arange(b), slice(None)
+            ck = ck.at[(*lead, rows, every, every, cache_index)].set(k_btkd[:, 0].astype(ck.dtype))
+            cv = cv.at[(*lead, rows, every, cache_index)].set(v_btkd[:, 0].astype(cv.dtype))
+        else:
+            ck = jax.lax.dynamic_update_slice(ck, new_k.astype(ck.dtype), (*lead, 0, 0, 0, cache_index))
+            cv = jax.lax.dynamic_update_slice(cv, new_v.astype(cv.dtype), (*lead, 0, 0, cache_index, 0))
         new_cache = (ck, cv, *lead)
         ck_bkds, cv_bksd = (ck[lead[0]], cv[lead[0]]) if lead else (ck, cv)  # this layer's keys and values
         s = attend_len or ck_bkds.shape[-1]
         keys_bkds, values_bksd = ck_bkds[..., :s].astype(dt), cv_bksd[:, :, :s].astype(dt)
         key_mask_bs = key_mask_bs[:, :s]
-        q_slot_t = cache_index + jnp.arange(t)
+        q_slot_t = jnp.asarray(cache_index)[..., None] + jnp.arange(t)  # [t], or [b, t] per row
         if t == 1 and decode_multiply_add():  # decode on XLA:CPU: multiply-add over d (no batched dot)
             # written as d explicit multiply-adds of key rows [b, k, s]: XLA fuses them into one
             # elementwise loop over [b, k, g, s], which on XLA:CPU beats both a reduce over d (a
@@ -114,8 +120,8 @@ class Attention(nnx.Module):
             scores_bkgts = jnp.einsum("btkgd,bkds->bkgts", q_btkgd, keys_bkds)
 
         scores_bkgts = scores_bkgts.astype(jnp.float32) / math.sqrt(d)
-        causal_ts = jnp.arange(s)[None, :] <= q_slot_t[:, None]
-        mask_bts = causal_ts[None] & key_mask_bs[:, None, :]
+        causal_ts = jnp.arange(s) <= q_slot_t[..., None]
+        mask_bts = causal_ts & key_mask_bs[:, None, :]
         scores_bkgts = jnp.where(mask_bts[:, None, None], scores_bkgts, NEG_INF)
         probs_bkgts = jax.nn.softmax(scores_bkgts, axis=-1).astype(dt)
         if t == 1:  # decode: weighted sum over the slots, d as the vector dimension

@@ -14,11 +14,16 @@ How the decode loop is organised (see benchmarks/sampler.py for the measurements
 * Prefill runs once over the B left-padded prompts into a cache of exactly P (bucket) slots; the
   cache, the last-position logits and the positions are then repeated n times (row r*n + j is
   sample j of prompt r), so GRPO groups never repeat the prefill.
-* Decoding runs in chunks. Chunk c owns a cache of exactly P + (tokens so far + chunk length)
-  slots: attention reads only filled (or soon filled) slots, and the cache grows by one pad per
-  chunk instead of attending over the whole preallocated length every step. Each chunk is a
+* Decoding runs in chunks, and chunk c attends over only the P + (tokens so far + chunk length)
+  slots it can reach, so early tokens do not pay for the whole length. On GPU/TPU the cache is
+  allocated once at its final size and each chunk reads its part (`attend_len`); on XLA:CPU the
+  cache grows by one pad per chunk instead (see `grow_cache_between_chunks`). Each chunk is a
   `while_loop` that stops early once every row has hit an EOS id; its body runs `unroll` decode
   steps, which amortises the per-iteration loop overhead of XLA.
+* Refill (`generate_refill`, `Sampler(slots=...)`): the rows of a call decode through fewer
+  cache rows; a row whose sequence has ended takes the next waiting sequence (its prompt's keys and
+  values copied in from the prefill), so one long sample does not hold a whole batch. Every row
+  then attends over the full cache, and writes its keys at its own slot.
 * Sampling is fused into the step and needs one uniform number per row (inverse-CDF sampling over
   two levels of blocks, so the cumulative sums are two small matmuls): no Gumbel noise over the
   whole vocabulary and no sort unless top-p asks for one.
@@ -211,6 +216,32 @@ def cache_slots(prompt_len: int, spec: DecodeSpec) -> int:
     return prompt_len + 1 + sum(chunk_schedule(spec.max_new_tokens, spec.chunk, spec.unroll))
 
 
+def _prefill(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, spec: DecodeSpec):
+    """Prefill the B prompts into a cache of exactly P slots. Returns the params as the decode uses
+    them (stacked for the layer scan on GPU/TPU), the cache, the last position's logits, the
+    positions and the output head."""
+    b, p = prompt_bp.shape
+    positions_bp = jnp.maximum(jnp.cumsum(prompt_mask_bp, axis=1) - 1, 0).astype(jnp.int32)
+    TRACE_LOG.append(("prefill", b, p))
+    stacked = transformer.scan_layers()  # GPU/TPU: one scanned layer body (compile time independent of depth)
+    if stacked and "stacked_layers" not in params:
+        params = transformer.stack_layers(params, cfg)
+    cache = transformer.init_kv_cache(cfg, b, p, jnp.dtype(spec.cache_dtype), stacked="stacked_layers" in params)
+    hidden_bph, cache = transformer.forward(params, cfg, prompt_bp, positions_bp, kv_cache=cache, cache_index=0,
+                                            key_mask_bs=prompt_mask_bp, return_hidden=True)
+    head_hv = transformer.head_weight(params, cfg).astype(hidden_bph.dtype)
+    return params, cache, hidden_bph[:, -1] @ head_hv, positions_bp, head_hv
+
+
+def grow_cache_between_chunks() -> bool:
+    """XLA:CPU: the decode cache grows by one chunk before each chunk's loop, which then attends
+    over the whole (just large enough) cache. A cache allocated once and read through a slice per
+    chunk measured 15% slower there (docs/benchmarks.md): the slice of the loop-carried cache is
+    not free. GPU/TPU: allocated once at its final size, no whole-cache copy (and no second cache
+    in memory) between chunks."""
+    return transformer.target_backend() == "cpu"
+
+
 def _grow_cache(cache, num_slots: int):
     """Pad each (k_bkds, v_bksd) pair (per layer, or stacked [L, ...]) with empty slots up to num_slots."""
     def pad(x, axis):
@@ -220,43 +251,43 @@ def _grow_cache(cache, num_slots: int):
     return [(pad(k, k.ndim - 1), pad(v, v.ndim - 2)) for k, v in cache]
 
 
+def _draws(key, spec: DecodeSpec, rows: int):
+    """The uniform numbers of a decode, [steps, rows]: step i of row r uses [i, r] whichever loop
+    runs it, so refilled and static decodes of the same rows sample the same tokens."""
+    return jax.random.uniform(key, (1 + sum(chunk_schedule(spec.max_new_tokens, spec.chunk, spec.unroll)), rows),
+                              jnp.float32)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "spec"))
-def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, key, *,
+def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, key, limit_r=None, *,
                     spec: DecodeSpec) -> GenerateOut:
     """Sample `spec.n` completions per left-padded prompt. Pure; params are an explicit argument.
 
     prompt_bp: [B, P] int32, left-padded; prompt_mask_bp: [B, P] bool (false at padding).
+    limit_r: optional [B*n] int32, a per-row cap on new tokens (<= max_new_tokens).
     Returns rows in prompt-major order: row r*n + j is sample j of prompt r.
     """
     TRACE_COUNTS["generate_tokens"] += 1
     b, p = prompt_bp.shape
     n, max_new = spec.n, spec.max_new_tokens
     rows = b * n
-    cache_dtype = jnp.dtype(spec.cache_dtype)
     prompt_mask_bp = prompt_mask_bp.astype(bool)
-    positions_bp = jnp.maximum(jnp.cumsum(prompt_mask_bp, axis=1) - 1, 0).astype(jnp.int32)
-
-    # prefill over the B prompts only, into a cache of exactly P slots
-    TRACE_LOG.append(("prefill", b, p))
-    stacked = transformer.scan_layers()  # GPU/TPU: one scanned layer body (compile time independent of depth)
-    if stacked:
-        params = transformer.stack_layers(params, cfg)
-    cache = transformer.init_kv_cache(cfg, b, p, cache_dtype, stacked=stacked)
-    hidden_bph, cache = transformer.forward(params, cfg, prompt_bp, positions_bp, kv_cache=cache, cache_index=0,
-                                            key_mask_bs=prompt_mask_bp, return_hidden=True)
-    head_hv = transformer.head_weight(params, cfg).astype(hidden_bph.dtype)
-    logits_bv = hidden_bph[:, -1] @ head_hv
+    params, cache, logits_bv, positions_bp, head_hv = _prefill(params, cfg, prompt_bp, prompt_mask_bp, spec)
 
     # repeat per sample: row r*n + j
     rep = (lambda x, axis=0: jnp.repeat(x, n, axis=axis)) if n > 1 else (lambda x, axis=0: x)
-    cache = jax.tree.map(lambda x: rep(x, x.ndim - 4), cache)  # the cache's batch is axis -4
-    logits_rv, key_mask_rp = rep(logits_bv), rep(prompt_mask_bp)
-    position_r = rep(positions_bp[:, -1]) + 1
-    TRACE_LOG.append(("decode", rows, p))
-
     schedule = chunk_schedule(max_new, spec.chunk, spec.unroll)
     total = 1 + sum(schedule)
-    uniforms_tr = jax.random.uniform(key, (total, rows), jnp.float32)
+    cache = jax.tree.map(lambda x: rep(x, x.ndim - 4), cache)  # the cache's batch is axis -4
+    grow = grow_cache_between_chunks()
+    if not grow:  # allocated once at its final size; each chunk attends over its reachable slots
+        cache = _grow_cache(cache, p + total)
+    logits_rv, key_mask_rp = rep(logits_bv), rep(prompt_mask_bp)
+    position_r = rep(positions_bp[:, -1]) + 1
+    key_mask_rs = jnp.concatenate([key_mask_rp, jnp.ones((rows, total), bool)], axis=1)
+    TRACE_LOG.append(("decode", rows, p))
+
+    uniforms_tr = _draws(key, spec, rows)
     eos = jnp.asarray(spec.eos_ids or (-1,), jnp.int32)
 
     tok_r, lp_r, raw_r = sample_step(logits_rv, uniforms_tr[0], spec)
@@ -264,13 +295,16 @@ def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
     lps_rt = jnp.zeros((rows, total), jnp.float32).at[:, 0].set(lp_r)
     raws_rt = jnp.zeros((rows, total), jnp.float32).at[:, 0].set(raw_r)
     done_r = jnp.isin(tok_r, eos) if spec.eos_ids else jnp.zeros((rows,), bool)
+    if limit_r is not None:
+        done_r = done_r | (limit_r <= 1)
     num_r = jnp.where(done_r, 1, total).astype(jnp.int32)
 
-    def one_step(state, key_mask_rs, slots):
+    def one_step(state, attend_len):
         i, cache, tok_r, position_r, tokens_rt, lps_rt, raws_rt, done_r, num_r = state
         slot = p + i - 1  # the slot of token i-1 (the one fed now)
         hidden_r1h, cache = transformer.forward(params, cfg, tok_r[:, None], position_r[:, None], kv_cache=cache,
-                                                cache_index=slot, key_mask_bs=key_mask_rs, return_hidden=True)
+                                                cache_index=slot, key_mask_bs=key_mask_rs, attend_len=attend_len,
+                                                return_hidden=True)
         logits_rv = hidden_r1h[:, 0] @ head_hv
         u_r = jax.lax.dynamic_index_in_dim(uniforms_tr, i, keepdims=False)
         tok_r, lp_r, raw_r = sample_step(logits_rv, u_r, spec)
@@ -279,34 +313,134 @@ def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
         tokens_rt = jax.lax.dynamic_update_slice(tokens_rt, tok_r[:, None], (0, i))
         lps_rt = jax.lax.dynamic_update_slice(lps_rt, lp_r[:, None], (0, i))
         raws_rt = jax.lax.dynamic_update_slice(raws_rt, raw_r[:, None], (0, i))
-        if spec.eos_ids:
-            hit_r = ~done_r & jnp.isin(tok_r, eos)
-            num_r = jnp.where(hit_r, i + 1, num_r)
-            done_r = done_r | hit_r
-        return (i + 1, cache, tok_r, position_r + 1, tokens_rt, lps_rt, raws_rt, done_r, num_r)
+        stop_r = ~done_r & jnp.isin(tok_r, eos) if spec.eos_ids else jnp.zeros_like(done_r)
+        if limit_r is not None:
+            stop_r = stop_r | (~done_r & (i + 1 >= limit_r))
+        num_r = jnp.where(stop_r, i + 1, num_r)
+        return (i + 1, cache, tok_r, position_r + 1, tokens_rt, lps_rt, raws_rt, done_r | stop_r, num_r)
 
     state = (jnp.int32(1), cache, tok_r, position_r, tokens_rt, lps_rt, raws_rt, done_r, num_r)
     filled = 1
-    for steps in schedule:  # one compiled loop per chunk; the cache grows between chunks
-        slots = p + filled + steps
-        i, cache, *rest = state
-        cache = _grow_cache(cache, slots)
-        key_mask_rs = jnp.concatenate([key_mask_rp, jnp.ones((rows, slots - p), bool)], axis=1)
+    for steps in schedule:  # one compiled loop per chunk, each attending over the slots it can reach
         end = filled + steps
+        if grow:
+            state = (state[0], _grow_cache(state[1], p + end), *state[2:])
 
         def cond(state, end=end):
             return (state[0] < end) & ~jnp.all(state[7])
 
-        def body(state, key_mask_rs=key_mask_rs, slots=slots):
+        def body(state, attend_len=None if grow else p + end):
             for _ in range(spec.unroll):
-                state = one_step(state, key_mask_rs, slots)
+                state = one_step(state, attend_len)
             return state
 
-        state = jax.lax.while_loop(cond, body, (i, cache, *rest))
+        state = jax.lax.while_loop(cond, body, state)
         filled = end
     _, _, _, _, tokens_rt, lps_rt, raws_rt, _, num_r = state
     return GenerateOut(tokens_rt[:, :max_new], lps_rt[:, :max_new], raws_rt[:, :max_new],
                        jnp.minimum(num_r, max_new))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "spec", "slots"))
+def generate_refill(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, key, limit_r=None, *,
+                    spec: DecodeSpec, slots: int) -> GenerateOut:
+    """`generate_tokens` through `slots` decode rows that are refilled: the B*n sequences wait in a
+    queue, and when a row's sequence ends (EOS or its cap) the next waiting sequence takes the row
+    (its prompt's keys and values copied into the row's cache) and decodes on. The call ends when
+    the last sequence ends, not after B*n / slots static batches each as long as its slowest row.
+
+    Same arguments and result as `generate_tokens` (row r*n + j is sample j of prompt r), and the
+    same tokens: each sequence's step i draws the same uniform number as in `generate_tokens`.
+    """
+    TRACE_COUNTS["generate_refill"] += 1
+    b, p = prompt_bp.shape
+    n, max_new = spec.n, spec.max_new_tokens
+    rows = b * n
+    prompt_mask_bp = prompt_mask_bp.astype(bool)
+    params, prompt_cache, logits_bv, positions_bp, head_hv = _prefill(params, cfg, prompt_bp, prompt_mask_bp, spec)
+    uniforms_tr = _draws(key, spec, rows)
+    total = uniforms_tr.shape[0]
+    eos = jnp.asarray(spec.eos_ids or (-1,), jnp.int32)
+    limit_r = jnp.full((rows,), max_new, jnp.int32) if limit_r is None else jnp.minimum(limit_r, max_new)
+    TRACE_LOG.append(("decode_refill", slots, p))
+
+    # every sequence's first token, from its prompt's last logits (the decode rows start at token 2)
+    prompt_of_r = jnp.arange(rows) // n
+    tok0_r, lp0_r, raw0_r = sample_step(logits_bv[prompt_of_r], uniforms_tr[0], spec)
+    tokens_rt = jnp.full((rows, max_new), spec.pad_id, jnp.int32).at[:, 0].set(tok0_r)
+    lps_rt = jnp.zeros((rows, max_new), jnp.float32).at[:, 0].set(lp0_r)
+    raws_rt = jnp.zeros((rows, max_new), jnp.float32).at[:, 0].set(raw0_r)
+    done0_r = (limit_r <= 1) | (jnp.isin(tok0_r, eos) if spec.eos_ids else False)
+    num_r = jnp.where(done0_r, 1, limit_r).astype(jnp.int32)
+    queue_q = jnp.argsort(done0_r, stable=True).astype(jnp.int32)  # sequences that need decoding first
+    waiting = rows - done0_r.sum().astype(jnp.int32)
+
+    cache = transformer.init_kv_cache(cfg, slots, p + max_new, jnp.dtype(spec.cache_dtype),
+                                      stacked="stacked_layers" in params)
+    slot_state = (jnp.full((slots,), rows, jnp.int32),  # the sequence in each row (rows: none)
+                  jnp.zeros((slots,), jnp.int32),  # tokens it has so far
+                  jnp.full((slots,), spec.pad_id, jnp.int32),  # its last token
+                  jnp.zeros((slots,), jnp.int32),  # that token's position
+                  jnp.zeros((slots, p), bool),  # its prompt's key mask
+                  jnp.zeros((slots,), bool))  # active
+
+    def refill(carry):
+        cache, (seq_s, i_s, tok_s, pos_s, mask_sp, active_s), next_q = carry
+        free_s = ~active_s
+        rank_s = jnp.cumsum(free_s) - 1
+        take_s = free_s & (next_q + rank_s < waiting)
+        new_seq_s = queue_q[jnp.minimum(next_q + rank_s, rows - 1)]
+        prompt_s = new_seq_s // n
+
+        def copy_prompt(c, pc, slot_axis):
+            new = jnp.where(take_s[:, None, None, None], jnp.take(pc, prompt_s, axis=c.ndim - 4),
+                            jax.lax.slice_in_dim(c, 0, p, axis=slot_axis))
+            return jax.lax.dynamic_update_slice_in_dim(c, new, 0, axis=slot_axis)
+
+        cache = [(copy_prompt(k, pk, k.ndim - 1), copy_prompt(v, pv, v.ndim - 2))
+                 for (k, v), (pk, pv) in zip(cache, prompt_cache)]
+        seq_s = jnp.where(take_s, new_seq_s, seq_s)
+        i_s = jnp.where(take_s, 1, i_s)
+        tok_s = jnp.where(take_s, tok0_r[new_seq_s], tok_s)
+        pos_s = jnp.where(take_s, positions_bp[prompt_s, -1] + 1, pos_s)
+        mask_sp = jnp.where(take_s[:, None], prompt_mask_bp[prompt_s], mask_sp)
+        return cache, (seq_s, i_s, tok_s, pos_s, mask_sp, active_s | take_s), next_q + take_s.sum()
+
+    def one_step(state):
+        cache, (seq_s, i_s, tok_s, pos_s, mask_sp, active_s), next_q, tokens_rt, lps_rt, raws_rt, num_r = state
+        key_mask_ss = jnp.concatenate([mask_sp, jnp.ones((slots, max_new), bool)], axis=1)
+        hidden_s1h, cache = transformer.forward(params, cfg, tok_s[:, None], pos_s[:, None], kv_cache=cache,
+                                                cache_index=p + i_s - 1, key_mask_bs=key_mask_ss,
+                                                return_hidden=True)
+        seq_c = jnp.minimum(seq_s, rows - 1)
+        step_s = jnp.minimum(i_s, total - 1)
+        tok, lp, raw = sample_step(hidden_s1h[:, 0] @ head_hv, uniforms_tr[step_s, seq_c], spec)
+        out_s = jnp.where(active_s, seq_s, rows)  # inactive rows write nowhere
+        tokens_rt = tokens_rt.at[out_s, i_s].set(tok, mode="drop")
+        lps_rt = lps_rt.at[out_s, i_s].set(lp, mode="drop")
+        raws_rt = raws_rt.at[out_s, i_s].set(raw, mode="drop")
+        i_s = jnp.where(active_s, i_s + 1, i_s)
+        hit_s = jnp.isin(tok, eos) if spec.eos_ids else jnp.zeros_like(active_s)
+        end_s = active_s & (hit_s | (i_s >= limit_r[seq_c]))
+        num_r = num_r.at[jnp.where(end_s, seq_s, rows)].set(i_s, mode="drop")
+        slot_state = (seq_s, i_s, tok, pos_s + 1, mask_sp, active_s & ~end_s)
+        return cache, slot_state, next_q, tokens_rt, lps_rt, raws_rt, num_r
+
+    def cond(state):
+        return jnp.any(state[1][5]) | (state[2] < waiting)
+
+    def body(state):
+        cache, slot_state, next_q, *outs = state
+        cache, slot_state, next_q = jax.lax.cond(jnp.any(~slot_state[5]) & (next_q < waiting), refill,
+                                                 lambda c: c, (cache, slot_state, next_q))
+        state = (cache, slot_state, next_q, *outs)
+        for _ in range(spec.unroll):
+            state = one_step(state)
+        return state
+
+    state = jax.lax.while_loop(cond, body, (cache, slot_state, jnp.int32(0), tokens_rt, lps_rt, raws_rt, num_r))
+    *_, tokens_rt, lps_rt, raws_rt, num_r = state
+    return GenerateOut(tokens_rt, lps_rt, raws_rt, num_r)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,11 +491,15 @@ class Sampler:
     max_cache_len bounds prompt bucket + max_new_tokens; buckets are the padded prompt lengths
     (compiles are cached per (bucket, batch, DecodeSpec)). With a mesh, the prompt batch is sharded
     over `data_axes` (padded to a multiple of their size) and params are used as placed.
+    `slots` > 0 decodes a call of more rows than that through `slots` refilled rows
+    (`generate_refill`); 0 decodes every row at once (`generate_tokens`).
     """
 
     def __init__(self, cfg: ModelConfig, params, tokenizer=None, *, max_cache_len: int | None = None,
                  cache_dtype: str = "float32", buckets: Sequence[int] = DEFAULT_BUCKETS, mesh=None,
-                 data_axes: tuple[str, ...] = ("data",), chunk: int = 32, unroll: int = 4):
+                 data_axes: tuple[str, ...] = ("data",), chunk: int = 32, unroll: int = 4, slots: int = 0):
+        if slots < 0:
+            raise ValueError(f"slots must be >= 0, got {slots}")
         self.cfg, self.tokenizer = cfg, tokenizer
         self._params = params
         self.max_cache_len = max_cache_len or cfg.max_position_embeddings
@@ -370,6 +508,8 @@ class Sampler:
         self.cache_dtype, self.buckets = cache_dtype, tuple(sorted(buckets))
         self.mesh, self.data_axes = mesh, tuple(data_axes)
         self.chunk, self.unroll = chunk, unroll
+        shards = _data_size(mesh, self.data_axes)
+        self.slots = -(-slots // shards) * shards  # a multiple of the data shards
 
     @property
     def params(self) -> dict:
@@ -429,7 +569,11 @@ class Sampler:
         ids = list(prompt_ids) + [prompt_ids[0]] * (padded - batch)
         tokens, mask = left_pad(ids, length, spec.pad_id)
         tokens, mask = self._place(tokens), self._place(mask)
-        out = generate_tokens(self.params, self.cfg, tokens, mask, jax.random.key(sp.seed), spec=spec)
+        if self.slots and self.slots < padded * sp.n:
+            out = generate_refill(self.params, self.cfg, tokens, mask, jax.random.key(sp.seed), spec=spec,
+                                  slots=self.slots)
+        else:
+            out = generate_tokens(self.params, self.cfg, tokens, mask, jax.random.key(sp.seed), spec=spec)
         if padded != batch:
             out = GenerateOut(*(x[: batch * sp.n] for x in out))
         return out, spec

@@ -57,10 +57,14 @@ class RolloutConfig:
     cache_dtype: str = "float32"
     # the sampler's copy of the weights: "auto" = float32 on CPU, bfloat16 on TPU / GPU
     dtype: str = "auto"
-    # the decode loop: steps per compiled loop (the cache grows by this much per loop, at most 8
-    # loops) and steps per while-loop iteration; `coderl plan` compiles the same program
+    # the decode loop: steps per compiled loop (each loop attends over the cache slots it can
+    # reach; at most 8 loops) and steps per while-loop iteration; `coderl plan` compiles the same
     decode_chunk: int = 32
     decode_unroll: int = 4
+    # decode rows per sampler call: a call of more sequences runs them through this many rows, a
+    # finished row taking the next waiting sequence, so one long sample does not hold up a batch
+    # (0 = every sequence in its own row)
+    decode_slots: int = 0
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, sample more to refill
     max_extra_rounds: int = 2  # bound on extra generation rounds when dynamic sampling
     prompts_per_generate: int = 0  # prompts per sampler call (0 = all at once); bounds the KV cache

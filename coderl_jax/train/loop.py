@@ -219,7 +219,7 @@ def build_run(cfg: TrainConfig) -> Session:
     run.reshard_fn = build_reshard(cfg, model_cfg, mesh)
     run.sampler = Sampler(model_cfg, run.sampling_params, tokenizer, max_cache_len=max_len,
                           cache_dtype=r.cache_dtype, mesh=mesh, data_axes=BATCH_AXES, chunk=r.decode_chunk,
-                          unroll=r.decode_unroll,
+                          unroll=r.decode_unroll, slots=r.decode_slots,
                           **({"buckets": r.prompt_buckets} if r.prompt_buckets else {}))
 
     probe_records = load_probe(probe_rows, cfg, tracer, align) if probe_rows else []
