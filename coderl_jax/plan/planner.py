@@ -1,12 +1,16 @@
 """`coderl plan --config F [--topology v5p:2x4x4]`: prove that a pod configuration fits before renting it.
 
-The three programs a training step runs on the accelerators are compiled ahead of time for the
-TPU topology, on this (CPU) machine, with the same shardings the trainer uses:
+The programs a training step runs on the accelerators are compiled ahead of time for the TPU
+topology, on this (CPU) machine. They come from the builders `coderl train` uses
+(`train.programs.StepPrograms`), and a test checks that the programs a run calls lower to the same
+text as the plan's:
 
-  rollout  `generate_tokens` for `rollout.prompts_per_generate` prompts x `group_size` samples, with
-           a copy of the weights in the compute dtype laid out by the sampling rules (no fsdp split).
-           It is compiled with the trainer's decode loops (`rollout.decode_chunk`, `decode_unroll`:
-           up to 8 loops, the cache growing between them), layers scanned as on the accelerator;
+  rollout  the trainer's decode (`generate_tokens`, or `generate_refill` through
+           `rollout.decode_slots` rows) for `rollout.prompts_per_generate` prompts x `group_size`
+           samples, on the sampling copy (`rollout.dtype`, laid out by the sampling rules, no fsdp
+           split), with the trainer's decode loops (`decode_chunk`, `decode_unroll`), layers scanned
+           as on the accelerator, for the longest prompt bucket (the others are listed);
+  reshard  the trainer's parameters -> the sampling copy;
   scoring  the old / reference log-probs (`sequence_logprobs`) of one micro-batch of rows;
   update   the sharded train step (`make_sharded_train_step`) on one mini-batch, its micro-batches
            accumulated inside the step, the state donated.
@@ -162,17 +166,14 @@ def sampler_flops_per_token(model_cfg, context: float) -> float:
 def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.4, hbm_gib: float | None = None,
          log=print) -> dict:
     """Compile the rollout, scoring and update programs of `cfg` for `topology`; returns the report."""
-    import jax
     import jax.numpy as jnp
     from jax.experimental import topologies
-    from jax.sharding import NamedSharding, PartitionSpec as P
 
-    from coderl_jax.models import sharding, transformer
+    from coderl_jax.models import transformer
     from coderl_jax.models.config import ModelConfig
-    from coderl_jax.parallel.mesh import BATCH_AXES, data_parallel_size, make_mesh
-    from coderl_jax.rl.train_step import TrainState
-    from coderl_jax.train.programs import build_reshard, build_scoring, build_update, sampling_dtype
-    from coderl_jax.sampling.sampler import DecodeSpec, cache_slots, generate_tokens
+    from coderl_jax.parallel.mesh import data_parallel_size, make_mesh
+    from coderl_jax.sampling.sampler import cache_slots
+    from coderl_jax.train.programs import StepPrograms
 
     topo_name, chip, chips = parse_topology(topology)
     hbm = (hbm_gib or chip.hbm_gib) * GIB
@@ -195,82 +196,63 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     if per_generate % groups:
         raise PlanError(f"rollout.prompts_per_generate={per_generate} does not split over the {groups} "
                         f"data-parallel groups of mesh {dict(mesh.shape)}")
-    replicated = NamedSharding(mesh, P())
-    key = jax.eval_shape(lambda: jax.random.key(0))
-    key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
     report = {"topology": topo_name, "chip": chip.name, "chips": chips, "hbm_gib": hbm / GIB,
               "model_config": str(path), "params": model_cfg.num_params(), "mesh": dict(mesh.shape),
               "rows_per_step": rows, "mini_batch_rows": mini_rows, "micro_batch_rows": micro_rows,
               "sequence_length": length, "prompts_per_generate": per_generate, "mfu": mfu, "programs": {}}
 
-    # update: the sharded train step on one mini-batch, built as `coderl train` builds it
-    program = build_update(cfg, model_cfg, mesh)
-    step_fn, optimizer = program.step_fn, program.optimizer
-    state_sh, batch_sh = program.state_shardings, program.batch_sharding
-    shapes = transformer.param_shapes(model_cfg)
-    params_abs = _abstract(shapes, state_sh.params)
-    opt_abs = _abstract(jax.eval_shape(optimizer.init, shapes), state_sh.opt_state)
-    state_abs = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), params=params_abs,
-                           opt_state=opt_abs)
-    dtypes = dict(tokens=jnp.int32, positions=jnp.int32, attn_mask=jnp.bool_, loss_mask=jnp.bool_,
-                  old_logprobs=jnp.float32, ref_logprobs=jnp.float32, advantages=jnp.float32)
-
-    def batch(b):
-        return {k: jax.ShapeDtypeStruct((b, length), v, sharding=batch_sh) for k, v in dtypes.items()}
-
+    # every program from the builders `coderl train` uses (train/programs.py)
+    progs = StepPrograms(cfg, model_cfg, mesh, backend="tpu")
+    params_abs, opt_abs = progs.state.params, progs.state.opt_state
     param_bytes = _per_chip_bytes(params_abs)
     opt_bytes = _per_chip_bytes(opt_abs)
     ref_bytes = param_bytes if cfg.loss.kl_coef else 0
     resident = param_bytes + opt_bytes + ref_bytes
     report["resident"] = {"params": param_bytes, "optimizer": opt_bytes, "reference_params": ref_bytes}
 
-    def compile_program(name, fn, *args, resident_args: int):
+    def compile_program(name, call, *, resident_args: int):
+        fn, args, kwargs = call
         t0 = time.perf_counter()
         log(f"compiling {name} ...")
         with transformer.compiling_for("tpu"):  # the TPU layouts, not this CPU host's
-            compiled = fn.lower(*args).compile()
+            compiled = fn.lower(*args, **kwargs).compile()
         mem = _mem(compiled)
         added = mem["arguments"] - resident_args + mem["outputs"] - mem["aliased"] + mem["temporaries"]
         report["programs"][name] = {**mem, "added": added, "peak": resident + added, "flops": _flops(compiled),
                                     "compile_s": time.perf_counter() - t0}
         return report["programs"][name]
 
-    upd = compile_program("update", step_fn, state_abs, batch(mini_rows), key,
+    # update: the sharded train step on one mini-batch
+    upd = compile_program("update", progs.update_call([(mini_rows, length)]),
                           resident_args=param_bytes + opt_bytes + 4)
     upd["flops_per_call"] = upd["flops"] * cfg.micro_batches  # XLA counts the micro-batch scan's body once
     upd["calls"] = cfg.updates_per_step
 
     # scoring: old (and reference) log-probs, one micro-batch of rows per call
-    score_fn = build_scoring(cfg, model_cfg, in_shardings=(state_sh.params, batch_sh),
-                             out_shardings=(batch_sh, batch_sh))
-    sc = compile_program("scoring", score_fn, params_abs, batch(micro_rows), resident_args=param_bytes)
+    sc = compile_program("scoring", progs.scoring_call(micro_rows, length), resident_args=param_bytes)
     sc["flops_per_call"] = sc["flops"]
     sc["calls"] = (rows // micro_rows) * (2 if cfg.loss.kl_coef else 1)
 
     # reshard: the trainer's parameters -> the sampling copy, as the loop makes it before each rollout
-    reshard = build_reshard(cfg, model_cfg, mesh, backend="tpu")
-    rs = compile_program("reshard", reshard, params_abs, resident_args=param_bytes)
+    rs = compile_program("reshard", progs.reshard_call(), resident_args=param_bytes)
     rs["flops_per_call"], rs["calls"] = 0.0, 1
 
-    # rollout: generate_tokens on the sampling copy (the sampling layout, `rollout.dtype`)
-    sample_sh = sharding.param_shardings(model_cfg, mesh, sharding.rules_for(model_cfg, "sample"))
-    sample_dtype = jnp.dtype(sampling_dtype(cfg, backend="tpu"))
-    sample_params = _abstract(jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, sample_dtype), shapes), sample_sh)
-    spec = DecodeSpec(n=r.group_size, max_new_tokens=r.max_new_tokens, greedy=r.temperature == 0,
-                      top_k=min(r.top_k, model_cfg.vocab_size), use_top_p=r.top_p < 1,
-                      eos_ids=tuple(model_cfg.eos_token_ids), pad_id=model_cfg.pad_token_id or 0,
-                      temperature=float(r.temperature or 1.0), top_p=float(r.top_p), cache_dtype=r.cache_dtype,
-                      chunk=r.decode_chunk, unroll=r.decode_unroll)  # the decode loops the trainer runs
-    prompt_sh = NamedSharding(mesh, P(BATCH_AXES))
-    gen = jax.jit(lambda p, t, m, k: generate_tokens(p, model_cfg, t, m, k, spec=spec),
-                  in_shardings=(sample_sh, prompt_sh, prompt_sh, replicated))
-    p_len = cfg.data.max_prompt_tokens
-    prompts = jax.ShapeDtypeStruct((per_generate, p_len), jnp.int32, sharding=prompt_sh)
-    pmask = jax.ShapeDtypeStruct((per_generate, p_len), jnp.bool_, sharding=prompt_sh)
-    ro = compile_program("rollout", gen, sample_params, prompts, pmask, key, resident_args=0)
-    slots = cache_slots(p_len, spec)
+    # rollout: the trainer's decode on the sampling copy (the sampling layout, `rollout.dtype`), for
+    # the longest prompt bucket; the shorter buckets a run may also compile are counted below
+    sample_params = progs.sample_params
+    buckets = progs.sampler.prompt_lengths(r.max_new_tokens, upto=cfg.data.max_prompt_tokens)
+    p_len = buckets[-1]
+    rollout_fn, rollout_args, rollout_kwargs = progs.rollout_call(per_generate, p_len)
+    spec = rollout_kwargs["spec"]
+    ro = compile_program("rollout", (rollout_fn, rollout_args, rollout_kwargs), resident_args=0)
+    ro["decode"] = rollout_fn.__name__
+    report["rollout_prompt_buckets"] = buckets
     gen_rows = per_generate * r.group_size
-    kv_total = (2 * model_cfg.num_layers * gen_rows * slots * model_cfg.num_kv_heads * model_cfg.head_dim
+    # the decode cache: every row at once, or `decode_slots` refilled rows of a full-length cache
+    decode_rows, cache_len = rollout_kwargs.get("slots", gen_rows), cache_slots(p_len, spec)
+    if "slots" in rollout_kwargs:
+        cache_len = p_len + r.max_new_tokens
+    kv_total = (2 * model_cfg.num_layers * decode_rows * cache_len * model_cfg.num_kv_heads * model_cfg.head_dim
                 * jnp.dtype(r.cache_dtype).itemsize)
     kv_split = groups * (mesh.shape["tensor"] if model_cfg.num_kv_heads % mesh.shape["tensor"] == 0 else 1)
     ro["kv_cache"] = kv_total // kv_split
@@ -338,6 +320,8 @@ def format_report(rep: dict, config_name: str) -> str:
         f"step time at {rep['mfu']:.0%} MFU: {rep['step_s']:.1f} s (all FLOPs at {rep['mfu']:.0%} MFU: "
         f"{rep['step_s_compute']:.1f} s; the rollout is bounded below by its HBM reads, "
         f"{rep['step_s_rollout_hbm_bound']:.1f} s)",
-        "compile s: " + ", ".join(f"{k} {v['compile_s']:.0f}" for k, v in progs.items()),
+        "compile s (on this host, not a TPU host): " + ", ".join(f"{k} {v['compile_s']:.0f}" for k, v in progs.items()),
+        f"rollout: {progs['rollout']['decode']} for the longest prompt bucket; a run may compile one rollout per "
+        f"prompt bucket {rep['rollout_prompt_buckets']} (set rollout.prompt_buckets to fix them)",
     ]
     return "\n".join(lines)

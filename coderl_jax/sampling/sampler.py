@@ -508,8 +508,8 @@ class Sampler:
         self.cache_dtype, self.buckets = cache_dtype, tuple(sorted(buckets))
         self.mesh, self.data_axes = mesh, tuple(data_axes)
         self.chunk, self.unroll = chunk, unroll
-        shards = _data_size(mesh, self.data_axes)
-        self.slots = -(-slots // shards) * shards  # a multiple of the data shards
+        self.slots = self.padded_batch(slots)  # a multiple of the data shards
+        self.on_call: Callable | None = None  # sees (fn, args, kwargs) of every decode call
 
     @property
     def params(self) -> dict:
@@ -559,32 +559,58 @@ class Sampler:
                 f"prompt of {longest} tokens + max_new_tokens={sp.max_new_tokens} exceeds the context "
                 f"({limit} tokens: max_cache_len={self.max_cache_len}, "
                 f"max_position_embeddings={self.cfg.max_position_embeddings})")
-        # the buckets that fit, then the longest prompt the cache takes: prompts past the last
-        # power-of-two bucket share one shape instead of compiling one per length
-        fitting = [b for b in self.buckets if b + sp.max_new_tokens <= limit] + [limit - sp.max_new_tokens]
-        length = pick_bucket(longest, fitting)
+        length = pick_bucket(longest, self.prompt_lengths(sp.max_new_tokens))
         batch = len(prompt_ids)
-        shards = _data_size(self.mesh, self.data_axes)
-        padded = -(-batch // shards) * shards
+        padded = self.padded_batch(batch)
         ids = list(prompt_ids) + [prompt_ids[0]] * (padded - batch)
         tokens, mask = left_pad(ids, length, spec.pad_id)
-        tokens, mask = self._place(tokens), self._place(mask)
-        if self.slots and self.slots < padded * sp.n:
-            out = generate_refill(self.params, self.cfg, tokens, mask, jax.random.key(sp.seed), spec=spec,
-                                  slots=self.slots)
-        else:
-            out = generate_tokens(self.params, self.cfg, tokens, mask, jax.random.key(sp.seed), spec=spec)
+        fn, args, kwargs = self.decode_call(self.params, self._place(tokens), self._place(mask),
+                                            jax.random.key(sp.seed), spec)
+        if self.on_call is not None:
+            self.on_call(fn, args, kwargs)
+        out = fn(*args, **kwargs)
         if padded != batch:
             out = GenerateOut(*(x[: batch * sp.n] for x in out))
         return out, spec
 
+    def prompt_lengths(self, max_new_tokens: int, upto: int | None = None) -> list[int]:
+        """The padded prompt lengths a call may compile for: the buckets that fit in the cache with
+        `max_new_tokens`, then the longest prompt the cache takes (prompts past the last bucket
+        share one shape instead of compiling one per length). With `upto`, those a prompt of at
+        most `upto` tokens can land in."""
+        limit = min(self.max_cache_len, self.cfg.max_position_embeddings)
+        fitting = sorted({b for b in self.buckets if b + max_new_tokens <= limit} | {limit - max_new_tokens})
+        if upto is None:
+            return fitting
+        return [b for b in fitting if b <= pick_bucket(upto, fitting)]
+
+    def decode_call(self, params, tokens, mask, key, spec: DecodeSpec) -> tuple[Callable, tuple, dict]:
+        """(jitted function, arguments, keyword arguments) of the decode of one call: `generate_tokens`,
+        or `generate_refill` when the call has more rows than `slots`. The arguments may be abstract
+        (`coderl plan` lowers the same call; see `prompt_sharding`)."""
+        args = (params, self.cfg, tokens, mask, key)
+        if self.slots and self.slots < tokens.shape[0] * spec.n:
+            return generate_refill, args, {"spec": spec, "slots": self.slots}
+        return generate_tokens, args, {"spec": spec}
+
+    def prompt_sharding(self):
+        """Where a call's prompt rows go: split over the data axes of the mesh (None without one)."""
+        if self.mesh is None:
+            return None
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        return NamedSharding(self.mesh, PartitionSpec(self.data_axes))
+
+    def padded_batch(self, prompts: int) -> int:
+        """Prompt rows of a call of `prompts` prompts: a multiple of the data shards."""
+        shards = _data_size(self.mesh, self.data_axes)
+        return -(-prompts // shards) * shards
+
     def _place(self, x):
         if self.mesh is None:
             return x
-        from jax.sharding import NamedSharding, PartitionSpec
-
         from coderl_jax.parallel.hosts import place
-        return place(x, NamedSharding(self.mesh, PartitionSpec(self.data_axes)))  # multi-host safe
+        return place(x, self.prompt_sharding())  # multi-host safe
 
     def generate(self, prompts, sp: SamplingParams | None = None) -> list[list[Completion]]:
         """One list of `sp.n` completions per prompt (text or token-id prompts)."""

@@ -31,7 +31,9 @@ from coderl_jax.train.config import TrainConfig
 from coderl_jax.train.data_setup import prepare_data
 from coderl_jax.train.hooks import TrainLoop
 from coderl_jax.train.phases import Run, encode_prompts, step_seed
-from coderl_jax.train.programs import build_reshard, build_scoring, build_update, init_state, optimizer_config
+from coderl_jax.train.programs import (
+    build_reshard, build_sampler, build_scoring, build_update, init_state, optimizer_config,
+)
 
 log = logging.getLogger("coderl_jax.train")
 
@@ -155,8 +157,6 @@ def checkpoint_location(cfg: TrainConfig) -> str:
 def build_run(cfg: TrainConfig) -> Session:
     """Everything a run needs, restored from its last checkpoint when there is one."""
     from coderl_jax.data.pipeline import make_problem_iterator
-    from coderl_jax.parallel import BATCH_AXES
-    from coderl_jax.sampling.sampler import Sampler
     from coderl_jax.train.checkpointing import Checkpointer
 
     # the user's evaluation files first: a broken row stops the run before anything is loaded
@@ -213,14 +213,11 @@ def build_run(cfg: TrainConfig) -> Session:
     max_len = cfg.data.max_prompt_tokens + r.max_new_tokens
     run = Run(cfg=cfg, state=state, tokenizer=tokenizer, problems=problems, sampler=None,
               reward_fn=get_reward(cfg.tracer.reward), tracer=tracer, update_fn=program.step_fn,
-              score_fn=build_scoring(cfg, model_cfg), lr_schedule=_lr_schedule(cfg),
+              score_fn=build_scoring(cfg, model_cfg, program), lr_schedule=_lr_schedule(cfg),
               ref_params=ref_params,
               max_len=max_len, align=align, batch_sharding=program.batch_sharding)
     run.reshard_fn = build_reshard(cfg, model_cfg, mesh)
-    run.sampler = Sampler(model_cfg, run.sampling_params, tokenizer, max_cache_len=max_len,
-                          cache_dtype=r.cache_dtype, mesh=mesh, data_axes=BATCH_AXES, chunk=r.decode_chunk,
-                          unroll=r.decode_unroll, slots=r.decode_slots,
-                          **({"buckets": r.prompt_buckets} if r.prompt_buckets else {}))
+    run.sampler = build_sampler(cfg, model_cfg, run.sampling_params, tokenizer, mesh)
 
     probe_records = load_probe(probe_rows, cfg, tracer, align) if probe_rows else []
     return Session(run=run, out_dir=out_dir, checkpoints=checkpoints, start_step=start_step,

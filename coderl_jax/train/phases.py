@@ -207,11 +207,10 @@ def prompts(run: Run, step: int) -> StepBatch:
 def sample(run: Run, prompt_ids: list, seed: int) -> tuple[list, float]:
     """`group_size` completions per prompt, in sampler calls of at most `prompts_per_generate`
     prompts (bounds the KV cache on a pod), each call with its own seed. Returns (groups, seconds)."""
-    from coderl_jax.sampling.sampler import SamplingParams
+    from coderl_jax.train.programs import rollout_sampling_params
 
     r = run.cfg.rollout
-    params = SamplingParams(n=r.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                            top_p=r.top_p, top_k=r.top_k, stop=tuple(r.stop), seed=seed)
+    params = rollout_sampling_params(run.cfg, seed)
     t0 = time.perf_counter()
     per_call = r.prompts_per_generate or len(prompt_ids)
     groups = []
