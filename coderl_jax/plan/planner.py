@@ -222,7 +222,20 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
                                     "compile_s": time.perf_counter() - t0}
         return report["programs"][name]
 
-    # update: the sharded train step on one mini-batch
+    # the packed lengths a run compiles the update and scoring for: the declared ones (code and
+    # alignment rows in one array of `mini_rows`), else each task's powers of two from 128
+    declared = list(cfg.packed_lengths)
+    lengths = declared or sorted({min(128 << i, length) for i in range(length.bit_length())
+                                  if (128 << i) // 2 < length}) or [length]
+    length = lengths[-1]
+    report["sequence_length"] = length
+    with transformer.compiling_for("tpu"):  # the shorter lengths are lowered: valid programs, counted
+        for n in lengths[:-1]:
+            for fn, args, kwargs in (progs.update_call([(mini_rows, n)]), progs.scoring_call(micro_rows, n)):
+                fn.lower(*args, **kwargs)
+    report["packed_lengths"] = {"declared": bool(declared), "lengths": lengths}
+
+    # update: the sharded train step on one mini-batch at the longest length
     upd = compile_program("update", progs.update_call([(mini_rows, length)]),
                           resident_args=param_bytes + opt_bytes + 4)
     upd["flops_per_call"] = upd["flops"] * cfg.micro_batches  # XLA counts the micro-batch scan's body once
@@ -247,6 +260,11 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     ro = compile_program("rollout", (rollout_fn, rollout_args, rollout_kwargs), resident_args=0)
     ro["decode"] = rollout_fn.__name__
     report["rollout_prompt_buckets"] = buckets
+    report["rollout_prompt_buckets_declared"] = bool(r.prompt_buckets)
+    n_len = len(report["packed_lengths"]["lengths"])
+    update_programs = n_len if declared else n_len * (n_len + 1) // 2 + n_len  # a pair of lengths, or one task
+    report["programs_to_compile"] = {"rollout": len(buckets), "reshard": 1, "scoring": n_len,
+                                     "update": update_programs}
     gen_rows = per_generate * r.group_size
     # the decode cache: every row at once, or `decode_slots` refilled rows of a full-length cache
     decode_rows, cache_len = rollout_kwargs.get("slots", gen_rows), cache_slots(p_len, spec)
@@ -277,6 +295,14 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
 
 # ------------------------------------------------------------------------------------------------
 # Output
+
+
+def _lengths_line(packed: dict) -> str:
+    if packed["declared"]:
+        return (f"update and scoring: one program each per declared packed length {packed['lengths']}, code and "
+                f"alignment rows in one array (the longest compiled above, the others lowered)")
+    return (f"update and scoring: packed lengths not declared; each task's rows take one of {packed['lengths']}, so "
+            f"a run may compile an update per pair of lengths (packed_lengths declares at most 3)")
 
 
 def format_report(rep: dict, config_name: str) -> str:
@@ -322,6 +348,9 @@ def format_report(rep: dict, config_name: str) -> str:
         f"{rep['step_s_rollout_hbm_bound']:.1f} s)",
         "compile s (on this host, not a TPU host): " + ", ".join(f"{k} {v['compile_s']:.0f}" for k, v in progs.items()),
         f"rollout: {progs['rollout']['decode']} for the longest prompt bucket; a run may compile one rollout per "
-        f"prompt bucket {rep['rollout_prompt_buckets']} (set rollout.prompt_buckets to fix them)",
+        f"prompt bucket {rep['rollout_prompt_buckets']}" + ("" if rep["rollout_prompt_buckets_declared"] else
+                                                             " (rollout.prompt_buckets fixes them)"),
+        _lengths_line(rep["packed_lengths"]),
+        f"programs a run compiles: {rep['programs_to_compile']}",
     ]
     return "\n".join(lines)

@@ -111,6 +111,12 @@ class TrainConfig:
     advantage: str = "grpo"
     updates_per_step: int = 1  # mini-batches per rollout batch (the paper: 2)
     micro_batches: int = 1  # gradient accumulation inside a mini-batch
+    # the packed row lengths the update and scoring compile for (at most 3, the longest holding the
+    # longest prompt plus max_new_tokens). Declared: code and alignment rows share one array per
+    # mini-batch, padded once to the data-parallel multiple, so a run compiles exactly these
+    # shapes (pods). () = each task's rows packed apart to the next power of two from 128 (less
+    # padding work on a CPU; a new length compiles a new update).
+    packed_lengths: tuple[int, ...] = ()
     param_dtype: str = "float32"
     dtype: str = "float32"
     checkpoint_every: int = 5
@@ -166,6 +172,12 @@ class TrainConfig:
         need(rows % (self.updates_per_step * self.micro_batches) == 0,
              f"prompts_per_step x group_size = {rows} rows must divide into updates_per_step="
              f"{self.updates_per_step} x micro_batches={self.micro_batches}")
+        lengths, longest = self.packed_lengths, self.data.max_prompt_tokens + self.rollout.max_new_tokens
+        need(len(lengths) <= 3 and list(lengths) == sorted(set(lengths)) and all(n > 0 for n in lengths),
+             f"packed_lengths={lengths}: at most 3 increasing positive lengths")
+        need(not lengths or lengths[-1] >= longest,
+             f"packed_lengths={lengths}: the longest must hold data.max_prompt_tokens + rollout.max_new_tokens "
+             f"= {longest} tokens")
         need(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         need(self.preemption_timeout_s >= 0, "preemption_timeout_s must be >= 0 (0 = leave SIGTERM alone)")
         need(self.loss.temperature == self.rollout.temperature or self.rollout.temperature == 0,

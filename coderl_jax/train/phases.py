@@ -190,6 +190,14 @@ class Scored(NamedTuple):
     rows: list  # per segment: BATCH_FIELDS arrays [B, L] on the host
     entropy: dict  # "entropy/code", "entropy/align": mean over response tokens
     sampler_logprob_diff: float  # mean |trainer - sampler| log-prob over trained tokens
+    row_ids: tuple = ()  # per segment: its rows' indices into the step's rows (code rows first)
+    n_code: int = 0  # how many of the step's rows are code rows
+
+
+def task_strata(row_ids: np.ndarray, n_code: int) -> list[np.ndarray]:
+    """Positions within a segment of its code rows and of its alignment rows (the non-empty ones)."""
+    positions = np.arange(len(row_ids))
+    return [g for g in (positions[row_ids < n_code], positions[row_ids >= n_code]) if len(g)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -366,20 +374,25 @@ def advantages(run: Run, batch: StepBatch) -> StepBatch:
 
 
 def pack(run: Run, batch: StepBatch) -> list[Segment]:
-    """Code rows and alignment rows packed apart, each to its own bucketed length (alignment
-    prompts carry a whole program and are several times longer than code prompts): one mini-batch
-    of two segments, normalised together (rl/train_step.py)."""
+    """The step's rows packed for scoring and the update. By default code rows and alignment rows
+    are packed apart, each to its own bucketed length (alignment prompts carry a whole program and
+    are several times longer than code prompts): one mini-batch of two segments, normalised
+    together (rl/train_step.py). With `packed_lengths` declared, all rows go in one segment at the
+    shortest declared length that holds them (fixed shapes: nothing new compiles)."""
     row_prompts = batch.row_prompts(run.cfg.rollout.group_size)
     completions = batch.completions
     n_code = len(batch.code_completions)
+    declared = run.cfg.packed_lengths
+    tasks = ((("all", np.arange(len(completions))),) if declared else
+             (("code", np.arange(0, n_code)), ("align", np.arange(n_code, len(completions)))))
     segments = []
-    for name, rows in (("code", np.arange(0, n_code)), ("align", np.arange(n_code, len(completions)))):
+    for name, rows in tasks:
         if not len(rows):
             continue
         arrays = pack_rollouts(
             [row_prompts[i] for i in rows], [completions[i].token_ids for i in rows],
             length=pack_length([len(row_prompts[i]) for i in rows], [len(completions[i].token_ids) for i in rows],
-                               run.max_len),
+                               run.max_len, declared),
             pad_id=run.sampler.pad_id(), sampler_logprobs=[completions[i].logprobs for i in rows],
             advantages=batch.advantages[rows],
             token_advantages=None if batch.token_advantages is None else [batch.token_advantages[i] for i in rows],
@@ -388,11 +401,15 @@ def pack(run: Run, batch: StepBatch) -> list[Segment]:
     return segments
 
 
-def pack_length(prompt_lengths: list[int], response_lengths: list[int], cap: int) -> int:
-    """The packed length of some rows: the shortest power of two (from 128) that holds the longest
-    prompt plus the longest response, or `cap` (prompt limit + max new tokens). Few distinct
-    lengths: few compiled train steps."""
+def pack_length(prompt_lengths: list[int], response_lengths: list[int], cap: int,
+                declared: tuple[int, ...] = ()) -> int:
+    """The packed length of some rows: the shortest `declared` length that holds the longest prompt
+    plus the longest response; without declared lengths, the shortest power of two (from 128)
+    that does, or `cap` (prompt limit + max new tokens). Few distinct lengths: few compiled train
+    steps."""
     needed = max(prompt_lengths) + max(response_lengths)
+    if declared:
+        return min(n for n in declared if n >= needed)
     length = 128
     while length < needed:
         length *= 2
@@ -416,6 +433,7 @@ def score(run: Run, batch: StepBatch, segments: list[Segment]) -> Scored:
     completions = batch.completions
     rows_out, entropy = [], {}
     diff_sum = diff_count = 0.0
+    n_code = len(batch.code_completions)
     for seg in segments:
         rows = {k: seg.arrays[k] for k in BATCH_FIELDS if k in seg.arrays}
         old, ent = score_rows(run, run.state.params, rows)
@@ -427,10 +445,12 @@ def score(run: Run, batch: StepBatch, segments: list[Segment]) -> Scored:
         diff_count += float(mask.sum())
         positions = response_positions([row_prompts[i] for i in seg.rows], [completions[i] for i in seg.rows],
                                        seg.arrays["tokens"].shape[1])
-        if positions.any():
-            entropy[f"entropy/{seg.name}"] = float(np.asarray(ent)[positions].mean())
+        for task, of_task in (("code", seg.rows < n_code), ("align", seg.rows >= n_code)):
+            if positions[of_task].any():
+                entropy[f"entropy/{task}"] = float(np.asarray(ent)[of_task][positions[of_task]].mean())
         rows_out.append(rows)
-    return Scored(rows_out, entropy, diff_sum / diff_count if diff_count else 0.0)
+    return Scored(rows_out, entropy, diff_sum / diff_count if diff_count else 0.0,
+                  [seg.rows for seg in segments], n_code)
 
 
 def update(run: Run, scored: Scored, step: int) -> tuple[Any, list[dict]]:
@@ -438,14 +458,19 @@ def update(run: Run, scored: Scored, step: int) -> tuple[Any, list[dict]]:
     the mini-batches (a stratified shuffle of its rows). Returns the new state and each update's
     metrics."""
     cfg = run.cfg
-    orders = [np.random.RandomState(step_seed(cfg.seed, step, 99 + i)).permutation(len(rows["tokens"]))
-              for i, rows in enumerate(scored.rows)]
+    strata = [task_strata(seg_rows, scored.n_code) for seg_rows in scored.row_ids]
+    orders, salt = [], 99
+    for groups in strata:  # each task's rows shuffled on their own: every mini-batch gets its share
+        orders.append([])
+        for group in groups:
+            orders[-1].append(group[np.random.RandomState(step_seed(cfg.seed, step, salt)).permutation(len(group))])
+            salt += 1
     state, metrics = run.state, []
     for u in range(cfg.updates_per_step):
         parts = []
-        for rows, order in zip(scored.rows, orders):
-            per_update = len(order) // cfg.updates_per_step
-            idx = order[u * per_update:(u + 1) * per_update]
+        for rows, groups in zip(scored.rows, orders):
+            idx = np.concatenate([order[u * (len(order) // cfg.updates_per_step):
+                                        (u + 1) * (len(order) // cfg.updates_per_step)] for order in groups])
             if len(idx) and rows["loss_mask"][idx].any():
                 parts.append(run.on_devices(pad_rows({k: v[idx] for k, v in rows.items()}, run.row_multiple())))
         if not parts:  # nothing to train in this mini-batch (alignment-only, buffer empty)

@@ -28,8 +28,8 @@ from coderl_jax.rl.train_step import LossConfig
 from coderl_jax.train.config import DataConfig, MeshConfig, RolloutConfig, TrainConfig
 config = TrainConfig(model={model!r}, topology="v5p:2x2x1", param_dtype="float32", dtype="bfloat16",
     updates_per_step=2, micro_batches=2, data=DataConfig(train_path="unused.jsonl", max_prompt_tokens=16),
-    rollout=RolloutConfig(prompts_per_step=8, group_size=4, max_new_tokens=8, cache_dtype="bfloat16",
-                          prompts_per_generate=4),
+    packed_lengths=(16, 32), rollout=RolloutConfig(prompts_per_step=8, group_size=4, max_new_tokens=8,
+                          cache_dtype="bfloat16", prompts_per_generate=4, prompt_buckets=(8, 16), decode_slots=8),
     loss=LossConfig(kl_coef=0.001, remat=True), mesh=MeshConfig(data=1, fsdp=-1, tensor=1))
 """
 
@@ -119,3 +119,9 @@ def test_plan_compiles_a_small_config_for_a_small_topology(tmp_path):
     # the reshard writes the sampler's copy: on v5p-8's 4 chips with no tensor axis, a full copy per chip
     assert rep["programs"]["reshard"]["outputs"] >= rep["programs"]["rollout"]["sampler_params"] > 0
     assert math.isclose(rep["hbm_gib"], 95)
+    # the declared shapes: update and scoring at the longest packed length, the rollout through 8
+    # refilled rows for the longest prompt bucket, every program the run compiles counted
+    assert rep["sequence_length"] == 32 and rep["packed_lengths"] == {"declared": True, "lengths": [16, 32]}
+    assert rep["programs"]["rollout"]["decode"] == "generate_refill" and rep["rollout_prompt_buckets"] == [8, 16]
+    assert rep["programs_to_compile"] == {"rollout": 2, "reshard": 1, "scoring": 2, "update": 2}
+    assert "programs a run compiles" in out and "declared packed length [16, 32]" in out

@@ -3,7 +3,8 @@ test_programs_match_plan.py in a subprocess with 8 simulated CPU devices (XLA_FL
 before JAX starts). Not collected by the normal test run (its name does not start with test_).
 
 Two steps of a small config on a (data 2, fsdp 2, tensor 2) mesh, with a KL term (reference
-scoring), refilled decode rows and the alignment task, record every program call the loop makes
+scoring), refilled decode rows, declared packed lengths and prompt buckets and the alignment task,
+record every program call the loop makes
 (name, jitted function, abstract arguments); for each distinct call, `StepPrograms` (what `coderl
 plan` compiles) builds the program of the same name for the same shapes, and the two lower to the
 same StableHLO text on the same devices.
@@ -54,7 +55,8 @@ def test_loop_programs_lower_like_the_plan(tmp_path):
         "tensorboard=false", "eval.every=0", f"data.train_path={DATA_DIR / 'tiny_problems.jsonl'}",
         "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "rollout.prompts_per_step=4", "rollout.group_size=4",
         "rollout.max_new_tokens=32", "rollout.decode_slots=8", "rollout.decode_chunk=8", "rollout.decode_unroll=2",
-        "alignment.mode=coderl", "tracer.workers=1", "loss.kl_coef=0.01",
+        "alignment.mode=coderl", "tracer.workers=1", "loss.kl_coef=0.01", "packed_lengths=160,224",
+        "rollout.prompt_buckets=192",
     ])
     with programs.recording() as calls:
         train(cfg)
@@ -74,5 +76,12 @@ def test_loop_programs_lower_like_the_plan(tmp_path):
         ran = fn.lower(*args, **kwargs).as_text()
         shapes = [x.shape for x in jax.tree.leaves(args[1:]) if isinstance(x, jax.ShapeDtypeStruct)]
         assert plan_fn.lower(*plan_args, **plan_kwargs).as_text() == ran, f"{name} {shapes}: the plan's differs"
+        if name == "update":  # one array of code and alignment rows, at a declared length
+            assert len(args[1]) == 1 and args[1][0]["tokens"].shape[1] in cfg.packed_lengths
+        if name == "scoring":
+            assert args[1]["tokens"].shape[1] in cfg.packed_lengths
+        if name == "rollout":  # a prompt bucket the plan lists
+            assert args[2].shape[1] in progs.sampler.prompt_lengths(cfg.rollout.max_new_tokens,
+                                                                    upto=cfg.data.max_prompt_tokens)
     rollouts = [kw for (name, _, _, kw) in seen.values() if name == "rollout"]
     assert any("slots" in kw for kw in rollouts)  # the refilled decode ran and was compared
