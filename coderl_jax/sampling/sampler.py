@@ -392,13 +392,22 @@ def generate_refill(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
         new_seq_s = queue_q[jnp.minimum(next_q + rank_s, rows - 1)]
         prompt_s = new_seq_s // n
 
-        def copy_prompt(c, pc, slot_axis):
-            new = jnp.where(take_s[:, None, None, None], jnp.take(pc, prompt_s, axis=c.ndim - 4),
-                            jax.lax.slice_in_dim(c, 0, p, axis=slot_axis))
-            return jax.lax.dynamic_update_slice_in_dim(c, new, 0, axis=slot_axis)
+        # copy each taken row's prompt keys and values in, one row at a time: the cost is that of
+        # the rows refilled, not of rewriting the whole cache's prompt part
+        fill_s = jnp.nonzero(take_s, size=slots, fill_value=0)[0]
 
-        cache = [(copy_prompt(k, pk, k.ndim - 1), copy_prompt(v, pv, v.ndim - 2))
-                 for (k, v), (pk, pv) in zip(cache, prompt_cache)]
+        def copy_row(j, cache):
+            row = fill_s[j]
+            out = []
+            for pair, prompt_pair in zip(cache, prompt_cache):
+                out.append(tuple(
+                    jax.lax.dynamic_update_slice(
+                        c, jax.lax.dynamic_slice_in_dim(pc, prompt_s[row], 1, axis=c.ndim - 4),
+                        tuple(row if a == c.ndim - 4 else 0 for a in range(c.ndim)))
+                    for c, pc in zip(pair, prompt_pair)))
+            return out
+
+        cache = jax.lax.fori_loop(0, take_s.sum(), copy_row, cache)
         seq_s = jnp.where(take_s, new_seq_s, seq_s)
         i_s = jnp.where(take_s, 1, i_s)
         tok_s = jnp.where(take_s, tok0_r[new_seq_s], tok_s)
