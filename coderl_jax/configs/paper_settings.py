@@ -10,6 +10,8 @@ everything else is the paper's:
   prompts up to 1,024 tokens, responses up to 8,192; greedy validation every 10 steps;
   CodeRL+ alignment with 40% alignment prompts; 656 steps (2 epochs over ~25k problems).
 
+Shapes: prompts padded to 1,024 tokens, rows packed to 2,048, 4,096 or 1,024 + max_new_tokens.
+
 Numerics on TPU: float32 master weights and optimizer state, bfloat16 activations and KV cache,
 every decoder layer rematerialised in the backward pass. The sandbox must isolate the network
 (`tracer.require_isolation=True`).
@@ -26,9 +28,11 @@ PAPER_STEPS = 656
 
 
 def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, micro_batches: int,
-                 prompts_per_generate: int, max_new_tokens: int = 8192, checkpoint_dir: str = "",
+                 prompts_per_generate: int = 0, decode_slots: int = 0, max_new_tokens: int = 8192,
+                 checkpoint_dir: str = "",
                  train_path: str = "data/prime_code/train.parquet",
                  eval_path: str = "data/prime_code/validation.jsonl") -> TrainConfig:
+    longest = 1024 + max_new_tokens
     return TrainConfig(
         model=model,
         out_dir=out_dir,
@@ -38,6 +42,9 @@ def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, m
         advantage="grpo",
         updates_per_step=2,
         micro_batches=micro_batches,
+        # the shapes a run compiles: update and scoring at one of three packed lengths, every prompt
+        # padded to 1,024 tokens (one rollout program)
+        packed_lengths=tuple(sorted({min(2048, longest), min(4096, longest), longest})),
         param_dtype="float32",
         dtype="bfloat16",
         checkpoint_every=10,
@@ -45,7 +52,8 @@ def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, m
         checkpoint_dir=checkpoint_dir,  # the pods': gs://{bucket}/..., filled by `bucket=NAME`
         data=DataConfig(train_path=train_path, eval_path=eval_path, max_prompt_tokens=1024),
         rollout=RolloutConfig(prompts_per_step=128, group_size=8, max_new_tokens=max_new_tokens, temperature=1.0,
-                              top_p=1.0, cache_dtype="bfloat16", prompts_per_generate=prompts_per_generate),
+                              top_p=1.0, cache_dtype="bfloat16", prompts_per_generate=prompts_per_generate,
+                              decode_slots=decode_slots, prompt_buckets=(1024,)),
         optim=OptimConfig(learning_rate=1e-6, schedule="constant", weight_decay=0.01, grad_clip=1.0),
         loss=LossConfig(clip_low=0.2, clip_high=0.2, clip_c=3.0, agg="token-mean", kl_coef=0.001, kl_kind="k3",
                         entropy_coef=0.0, remat=True),

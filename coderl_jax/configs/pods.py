@@ -2,7 +2,9 @@
 (`paper_config`, coderl_jax/configs/paper_settings.py) on three TPU pods, one row per config.
 
 Each row holds what differs between them: the model, the topology, the device mesh and the two
-knobs that make a step fit in HBM (micro-batches per mini-batch, prompts per sampler call). A row's
+knobs that make a step fit in HBM (micro-batches per mini-batch, and the decode rows: the step's
+128 x 8 sequences are sampled in one call through that many refilled rows, so a long sample holds
+up only its own row). A row's
 name is a preset (`coderl train --config qwen25_coder_7b_v5p64`, `coderl plan --config ...`);
 configs/<name>.py re-exports it for scripts that take a path.
 
@@ -37,17 +39,17 @@ class Pod:
     topology: str
     mesh: MeshConfig
     micro_batches: int  # per mini-batch of 64 prompts x 8 samples = 512 rows
-    prompts_per_generate: int  # x 8 samples per sampler call
+    decode_slots: int  # rows decoding at once (rollout.decode_slots); the KV cache is this many rows
 
 
 # rows per micro-batch = 512 / micro_batches; in brackets, per data-parallel group (data x fsdp)
 PODS: dict[str, Pod] = {
-    "qwen25_coder_1p5b_v5p8": Pod(QWEN_1P5B, "v5p:2x2x1", MeshConfig(data=1, fsdp=4, tensor=1), 64, 32),  # 8 (2)
-    "qwen25_coder_1p5b_v5p64": Pod(QWEN_1P5B, "v5p:2x4x4", MeshConfig(data=1, fsdp=32, tensor=1), 16, 128),  # 32 (1)
-    "qwen25_coder_1p5b_v6e64": Pod(QWEN_1P5B, "v6e:8x8", MeshConfig(data=1, fsdp=32, tensor=2), 16, 64),  # 32 (1)
-    "qwen25_coder_7b_v5p8": Pod(QWEN_7B, "v5p:2x2x1", MeshConfig(data=1, fsdp=4, tensor=1), 128, 8),  # 4 (1)
-    "qwen25_coder_7b_v5p64": Pod(QWEN_7B, "v5p:2x4x4", MeshConfig(data=1, fsdp=32, tensor=1), 16, 32),  # 32 (1)
-    "qwen25_coder_7b_v6e64": Pod(QWEN_7B, "v6e:8x8", MeshConfig(data=1, fsdp=16, tensor=4), 32, 32),  # 16 (1)
+    "qwen25_coder_1p5b_v5p8": Pod(QWEN_1P5B, "v5p:2x2x1", MeshConfig(data=1, fsdp=4, tensor=1), 64, 256),  # 8 (2)
+    "qwen25_coder_1p5b_v5p64": Pod(QWEN_1P5B, "v5p:2x4x4", MeshConfig(data=1, fsdp=32, tensor=1), 16, 1024),  # 32 (1)
+    "qwen25_coder_1p5b_v6e64": Pod(QWEN_1P5B, "v6e:8x8", MeshConfig(data=1, fsdp=32, tensor=2), 16, 512),  # 32 (1)
+    "qwen25_coder_7b_v5p8": Pod(QWEN_7B, "v5p:2x2x1", MeshConfig(data=1, fsdp=4, tensor=1), 128, 64),  # 4 (1)
+    "qwen25_coder_7b_v5p64": Pod(QWEN_7B, "v5p:2x4x4", MeshConfig(data=1, fsdp=32, tensor=1), 16, 256),  # 32 (1)
+    "qwen25_coder_7b_v6e64": Pod(QWEN_7B, "v6e:8x8", MeshConfig(data=1, fsdp=16, tensor=4), 32, 256),  # 16 (1)
 }
 
 
@@ -57,5 +59,5 @@ def pod_config(name: str) -> TrainConfig:
         raise KeyError(f"{name!r}: not a pod config; one of {', '.join(sorted(PODS))}")
     pod = PODS[name]
     return paper_config(model=pod.model, out_dir=f"runs/{name}", topology=pod.topology, mesh=pod.mesh,
-                        micro_batches=pod.micro_batches, prompts_per_generate=pod.prompts_per_generate,
+                        micro_batches=pod.micro_batches, decode_slots=pod.decode_slots,
                         checkpoint_dir=f"gs://{{bucket}}/runs/{name}/checkpoints")
