@@ -157,22 +157,43 @@ def sampling_dtype(cfg: TrainConfig, backend: str | None = None) -> str:
     return "float32" if (backend or jax.default_backend()) == "cpu" else "bfloat16"
 
 
+def stacked_sampling_copy(backend: str | None = None) -> bool:
+    """Whether the sampling copy holds its layers stacked [L, ...] for the sampler's layer scan
+    (GPU/TPU, see `transformer.scan_layers`), so that no sampler call re-stacks the weights."""
+    from coderl_jax.models import transformer
+
+    with transformer.compiling_for(backend or jax.default_backend()):
+        return transformer.scan_layers()
+
+
 def build_reshard(cfg: TrainConfig, model_cfg: ModelConfig, mesh=None, *, backend: str | None = None) -> Callable:
-    """params -> the sampling copy: floating-point weights cast to `sampling_dtype`, placed by the
-    sampling rules on a mesh (one jitted program; XLA moves each weight once)."""
+    """params -> the sampling copy: floating-point weights cast to `sampling_dtype`, stacked for
+    the layer scan on GPU/TPU, placed by the sampling rules on a mesh (one jitted program; XLA
+    moves each weight once)."""
+    from coderl_jax.models import transformer
+
     dtype = jnp.dtype(sampling_dtype(cfg, backend))
+    stacked = stacked_sampling_copy(backend)
 
     def copy(params):
-        return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+        out = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+        return transformer.stack_layers(out, model_cfg) if stacked else out
 
     if mesh is None:
         return Recorded("reshard", jax.jit(copy))
-    return Recorded("reshard", jax.jit(copy, out_shardings=sampling_shardings(model_cfg, mesh)))
+    return Recorded("reshard", jax.jit(copy, out_shardings=sampling_shardings(model_cfg, mesh, stacked=stacked)))
 
 
-def sampling_shardings(model_cfg: ModelConfig, mesh):
-    """The sampling copy's layout: tensor-parallel over `tensor`, replicated over the data axes."""
-    return sharding.param_shardings(model_cfg, mesh, sharding.rules_for(model_cfg, "sample"))
+def sampling_shardings(model_cfg: ModelConfig, mesh, *, stacked: bool = False):
+    """The sampling copy's layout: tensor-parallel over `tensor`, replicated over the data axes
+    (stacked layers: each layer's layout, the layer axis whole)."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    out = sharding.param_shardings(model_cfg, mesh, sharding.rules_for(model_cfg, "sample"))
+    if not stacked:
+        return out
+    layer = jax.tree.map(lambda sh: NamedSharding(mesh, PartitionSpec(None, *sh.spec)), out["layers"][0])
+    return {**{k: v for k, v in out.items() if k != "layers"}, "stacked_layers": layer}
 
 
 def rollout_sampling_params(cfg: TrainConfig, seed: int = 0):
@@ -223,12 +244,10 @@ class StepPrograms:
         state = jax.eval_shape(lambda p: init_train_state(p, self.update.optimizer), shapes)
         self.state = state if state_sh is None else jax.tree.map(
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), state, state_sh)
-        dtype = jnp.dtype(sampling_dtype(cfg, backend))
-        sample = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, dtype if jnp.issubdtype(s.dtype, jnp.floating)
-                                                             else s.dtype), shapes)
+        sample = jax.eval_shape(self.reshard_fn.fn, shapes)  # cast, and stacked on GPU/TPU
         self.sample_params = sample if mesh is None else jax.tree.map(
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), sample,
-            sampling_shardings(model_cfg, mesh))
+            sampling_shardings(model_cfg, mesh, stacked=stacked_sampling_copy(backend)))
         self.key = jax.eval_shape(lambda: jax.random.key(0))
 
     def rows(self, count: int, length: int) -> dict:

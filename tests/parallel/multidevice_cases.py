@@ -168,3 +168,20 @@ def test_sampling_copy_has_the_sampling_layout_and_samples_like_one_device(model
     alone = Sampler(single_cfg, single_params).generate(prompts, sp)
     assert [[c.token_ids for c in g] for g in on_mesh] == [[c.token_ids for c in g] for g in alone]
     assert all(len(c.token_ids) > 0 for g in alone for c in g)
+
+    # on GPU/TPU the copy holds its layers stacked for the sampler's layer scan (no re-stacking
+    # per call), each stacked weight laid out as one layer's weight with the layer axis whole
+    f32 = TrainConfig(rollout=RolloutConfig(dtype="float32"))
+    jax.clear_caches()
+    try:
+        with transformer.compiling_for("gpu"):
+            stacked = build_reshard(f32, cfg, mesh, backend="gpu")(params)
+            assert "stacked_layers" in stacked and "layers" not in stacked
+            layer0 = want["layers"][0]
+            for path, leaf in jax.tree_util.tree_leaves_with_path(stacked["stacked_layers"]):
+                one = functools.reduce(lambda t, k: t[k.key], path, layer0)
+                assert leaf.shape[0] == cfg.num_layers and leaf.sharding.spec == P(None, *one.spec)
+            on_gpu_layout = Sampler(cfg, stacked, mesh=mesh, data_axes=BATCH_AXES).generate(prompts, sp)
+    finally:
+        jax.clear_caches()
+    assert [[c.token_ids for c in g] for g in on_gpu_layout] == [[c.token_ids for c in g] for g in alone]
