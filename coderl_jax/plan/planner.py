@@ -206,7 +206,7 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     params_abs, opt_abs = progs.state.params, progs.state.opt_state
     param_bytes = _per_chip_bytes(params_abs)
     opt_bytes = _per_chip_bytes(opt_abs)
-    ref_bytes = param_bytes if cfg.loss.kl_coef else 0
+    ref_bytes = _per_chip_bytes(progs.ref_params) if cfg.loss.kl_coef else 0
     resident = param_bytes + opt_bytes + ref_bytes
     report["resident"] = {"params": param_bytes, "optimizer": opt_bytes, "reference_params": ref_bytes}
 
@@ -263,7 +263,8 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     report["rollout_prompt_buckets_declared"] = bool(r.prompt_buckets)
     n_len = len(report["packed_lengths"]["lengths"])
     update_programs = n_len if declared else n_len * (n_len + 1) // 2 + n_len  # a pair of lengths, or one task
-    report["programs_to_compile"] = {"rollout": len(buckets), "reshard": 1, "scoring": n_len,
+    ref_differs = cfg.loss.kl_coef and ref_bytes != param_bytes  # a second scoring program, for the reference
+    report["programs_to_compile"] = {"rollout": len(buckets), "reshard": 1, "scoring": n_len * (2 if ref_differs else 1),
                                      "update": update_programs}
     gen_rows = per_generate * r.group_size
     # the decode cache: every row at once, or `decode_slots` refilled rows of a full-length cache

@@ -53,6 +53,9 @@ class LossConfig:
     logprob_unchunked_elements: int = 2**25
     norm_len: int = 0  # seq-mean-token-sum-norm's constant divisor (0 = the packed length; verl: the max response length)
     remat: bool = False  # recompute each decoder layer in the backward pass (less memory, ~1/3 more compute)
+    # the reference policy's weights (KL term): "auto" = the compute dtype, which the forward casts
+    # every weight to before use anyway (bfloat16 on accelerators: half the memory, same scores)
+    ref_dtype: str = "auto"
 
 
 class TrainState(NamedTuple):

@@ -178,6 +178,8 @@ class TrainConfig:
         need(not lengths or lengths[-1] >= longest,
              f"packed_lengths={lengths}: the longest must hold data.max_prompt_tokens + rollout.max_new_tokens "
              f"= {longest} tokens")
+        need(self.loss.ref_dtype in ("auto", "float32", "bfloat16"),
+             f"loss.ref_dtype={self.loss.ref_dtype!r}: expected auto, float32 or bfloat16")
         need(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         need(self.preemption_timeout_s >= 0, "preemption_timeout_s must be >= 0 (0 = leave SIGTERM alone)")
         need(self.loss.temperature == self.rollout.temperature or self.rollout.temperature == 0,

@@ -32,7 +32,7 @@ from coderl_jax.train.data_setup import prepare_data
 from coderl_jax.train.hooks import TrainLoop
 from coderl_jax.train.phases import Run, encode_prompts, step_seed
 from coderl_jax.train.programs import (
-    build_reshard, build_sampler, build_scoring, build_update, init_state, optimizer_config,
+    build_reshard, build_sampler, build_scoring, build_update, init_state, optimizer_config, reference_params,
 )
 
 log = logging.getLogger("coderl_jax.train")
@@ -188,7 +188,7 @@ def build_run(cfg: TrainConfig) -> Session:
     program = build_update(cfg, model_cfg, mesh)
     state = init_state(program, params)
     # the reference policy is the starting one, also when the run resumes from a later step
-    ref_params = jax.tree.map(jnp.copy, state.params) if cfg.loss.kl_coef else None
+    ref_params = reference_params(cfg, state.params) if cfg.loss.kl_coef else None
     problems = make_problem_iterator(  # one problem per next(); each process reads its own shard
         cfg.data.train_path, split="train", seed=cfg.seed, shuffle=cfg.data.shuffle,
         data_dir=cfg.data.data_dir or None, tokenizer=tokenizer, max_prompt_tokens=cfg.data.max_prompt_tokens,

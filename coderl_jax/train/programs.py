@@ -196,6 +196,18 @@ def sampling_shardings(model_cfg: ModelConfig, mesh, *, stacked: bool = False):
     return {**{k: v for k, v in out.items() if k != "layers"}, "stacked_layers": layer}
 
 
+def reference_dtype(cfg: TrainConfig) -> str:
+    """The reference policy's weight dtype: `loss.ref_dtype`, "auto" being the compute dtype."""
+    return cfg.dtype if cfg.loss.ref_dtype == "auto" else cfg.loss.ref_dtype
+
+
+def reference_params(cfg: TrainConfig, params):
+    """A copy of `params` as the frozen reference policy, floating-point weights in `reference_dtype`."""
+    dtype = jnp.dtype(reference_dtype(cfg))
+    return jax.tree.map(lambda x: jnp.copy(x).astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.copy(x),
+                        params)
+
+
 def rollout_sampling_params(cfg: TrainConfig, seed: int = 0):
     """The sampling settings of the training rollout."""
     from coderl_jax.sampling.sampler import SamplingParams
@@ -249,6 +261,10 @@ class StepPrograms:
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), sample,
             sampling_shardings(model_cfg, mesh, stacked=stacked_sampling_copy(backend)))
         self.key = jax.eval_shape(lambda: jax.random.key(0))
+        ref = jnp.dtype(reference_dtype(cfg))
+        self.ref_params = jax.tree.map(  # the reference policy: the trainer's layout, `reference_dtype`
+            lambda s: jax.ShapeDtypeStruct(s.shape, ref if jnp.issubdtype(s.dtype, jnp.floating) else s.dtype,
+                                           sharding=s.sharding), self.state.params)
 
     def rows(self, count: int, length: int) -> dict:
         """A batch of packed rows as the loop feeds it (`pack_rollouts`' fields the programs read)."""
@@ -261,8 +277,9 @@ class StepPrograms:
         """The update on one mini-batch of segments, each (rows, packed length)."""
         return self.update.step_fn, (self.state, tuple(self.rows(n, length) for n, length in parts), self.key), {}
 
-    def scoring_call(self, count: int, length: int):
-        return self.score_fn, (self.state.params, self.rows(count, length)), {}
+    def scoring_call(self, count: int, length: int, *, reference: bool = False):
+        """Old log-probs with the trainer's params, or reference log-probs with the reference's."""
+        return self.score_fn, (self.ref_params if reference else self.state.params, self.rows(count, length)), {}
 
     def reshard_call(self):
         return self.reshard_fn, (self.state.params,), {}

@@ -106,7 +106,8 @@ def test_plan_compiles_a_small_config_for_a_small_topology(tmp_path):
     # float32 parameters split 4 ways over fsdp (the norms, 64 wide, split too): about a quarter each
     assert rep["resident"]["params"] == pytest.approx(cfg.num_params() * 4 / 4, rel=0.05)
     assert rep["resident"]["optimizer"] == pytest.approx(2 * rep["resident"]["params"], rel=0.01)  # Adam mu, nu
-    assert rep["resident"]["reference_params"] == rep["resident"]["params"]  # KL on
+    # KL on: the reference policy in the compute dtype (bfloat16): half the float32 parameters
+    assert rep["resident"]["reference_params"] == pytest.approx(rep["resident"]["params"] / 2, rel=0.01)
     for name in ("rollout", "scoring", "update"):
         prog = rep["programs"][name]
         assert prog["temporaries"] > 0 and prog["flops_per_call"] > 0
@@ -123,5 +124,6 @@ def test_plan_compiles_a_small_config_for_a_small_topology(tmp_path):
     # refilled rows for the longest prompt bucket, every program the run compiles counted
     assert rep["sequence_length"] == 32 and rep["packed_lengths"] == {"declared": True, "lengths": [16, 32]}
     assert rep["programs"]["rollout"]["decode"] == "generate_refill" and rep["rollout_prompt_buckets"] == [8, 16]
-    assert rep["programs_to_compile"] == {"rollout": 2, "reshard": 1, "scoring": 2, "update": 2}
+    # scoring: two lengths, for the trainer's float32 weights and for the bfloat16 reference
+    assert rep["programs_to_compile"] == {"rollout": 2, "reshard": 1, "scoring": 4, "update": 2}
     assert "programs a run compiles" in out and "declared packed length [16, 32]" in out

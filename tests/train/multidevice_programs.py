@@ -39,8 +39,9 @@ def planned(progs: programs.StepPrograms, name: str, args, kwargs):
     """The plan's call for the shapes the loop used."""
     if name == "update":
         return progs.update_call([part["tokens"].shape for part in args[1]])
-    if name == "scoring":
-        return progs.scoring_call(*args[1]["tokens"].shape)
+    if name == "scoring":  # old log-probs, or the reference's (its weights in `loss.ref_dtype`)
+        reference = jax.tree.leaves(args[0])[0].dtype != jax.tree.leaves(progs.state.params)[0].dtype
+        return progs.scoring_call(*args[1]["tokens"].shape, reference=reference)
     if name == "reshard":
         return progs.reshard_call()
     if name == "rollout":
