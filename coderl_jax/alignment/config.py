@@ -1,11 +1,15 @@
 """The alignment part of a training config (`TrainConfig.alignment`), with the paper's ablation
-switches. Defaults follow the paper and its official code except where noted."""
+switches. Defaults follow the paper and its official code except where noted; the three noted
+extensions (`targets`, `harvest_calls`, `prompt`) and the checks the official code does not make
+(`check_determinism`, `max_value_chars`) have switches whose official values the paper configs
+use (coderl_jax/configs/paper_settings.py, docs/paper.md)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from coderl_jax.alignment.buffer import STRATEGIES as BUFFER_STRATEGIES
+from coderl_jax.alignment.prompts import LAYOUTS as PROMPT_LAYOUTS
 from coderl_jax.alignment.rewards import VARIANTS
 from coderl_jax.alignment.targets import STRATEGIES as TARGET_STRATEGIES
 
@@ -19,15 +23,19 @@ class AlignmentConfig:
     mode: str = "off"
     alpha: float = 0.6  # fraction of each step's prompts that are code prompts (0.4 alignment)
     k: int = 3  # target variables per record (<= 0: all eligible)
-    targets: str = "last"  # last | random | all | loop
+    # last (ordered by last assignment, function locals included; this project's) | official (module
+    # names of simple types, ordered by first definition; the paper's) | random | all | loop
+    targets: str = "last"
+    harvest_calls: bool = True  # trace call-style programs through an appended call (the official code drops them)
+    prompt: str = "compact"  # compact (this project's layout) | official (the official prompt's order and content)
     reward: str = "official"  # official | fraction | strict | likelihood
     per_variable_credit: bool = False  # each value's tokens carry that value's own advantage
     buffer_size: int = 20_000
     buffer_strategy: str = "recent"  # recent (the paper's) | uniform
     min_records: int = 0  # distinct records needed before mixing (0 = alignment prompts per step)
     harvest_timeout_s: float = 5.0
-    check_determinism: bool = True  # trace twice, drop programs whose output or values differ
-    max_value_chars: int = 200  # values with longer renderings are not asked about
+    check_determinism: bool = True  # trace twice, drop programs whose output or values differ (official: once)
+    max_value_chars: int = 200  # values with longer renderings are not asked about (<= 0: no limit, the official)
     answer_tokens: int = 256  # room for the teacher-forced true answer (likelihood reward, probe)
     probe_path: str = ""  # JSONL of held-out programs ({"program", "stdin"}) for the probe metric
     probe_max: int = 64
@@ -40,6 +48,13 @@ class AlignmentConfig:
         need(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
         need(0.0 <= self.alpha <= 1.0, f"alpha={self.alpha} must be in [0, 1]")
         need(self.targets in TARGET_STRATEGIES, f"targets must be one of {TARGET_STRATEGIES}, got {self.targets!r}")
+        need(self.prompt in PROMPT_LAYOUTS, f"prompt must be one of {PROMPT_LAYOUTS}, got {self.prompt!r}")
+        for name in ("harvest_calls", "check_determinism", "per_variable_credit"):
+            value = getattr(self, name)
+            need(type(value) is bool, f"{name} must be true or false, got {value!r}")
+        need(type(self.k) is int, f"k must be an integer, got {self.k!r}")
+        need(type(self.max_value_chars) is int,
+             f"max_value_chars must be an integer (<= 0: no limit), got {self.max_value_chars!r}")
         need(self.reward in VARIANTS, f"reward must be one of {VARIANTS}, got {self.reward!r}")
         need(self.buffer_strategy in BUFFER_STRATEGIES,
              f"buffer_strategy must be one of {BUFFER_STRATEGIES}, got {self.buffer_strategy!r}")

@@ -4,14 +4,17 @@ For every code rollout whose reward is <= 0 (the official rule), the program (th
 is run by the tracer on the first test input of its problem:
 
     stdio tests   the first input on stdin
-    call tests    the program with `print(fn(*first_args))` appended (`Solution().fn` when the
-                  program defines class Solution), so the call's locals are traced
+    call tests    with `harvest_calls=True` (the default), the program with `print(fn(*first_args))`
+                  appended (`Solution().fn` when the program defines class Solution), so the
+                  call's locals are traced; with `harvest_calls=False` (the official code, whose
+                  call-style programs print nothing and are dropped as silent) not harvested
     assert tests  not harvested (there is no input to run on)
 
-Dropped, each counted by reason: no code block, unsupported tests, runtime error or other
-abnormal end, timeout (5 s), empty stdout, output that differs between two runs (the tracer's
-determinism check), a duplicate (input, actual output) within the step, an alignment prompt over
-the token limit. The label is the program's own stdout, never the expected output.
+Dropped, each counted by reason: no code block, unsupported tests, call-style tests when
+`harvest_calls` is off, runtime error or other abnormal end, timeout (5 s), empty stdout, output
+that differs between two runs (the tracer's determinism check), a duplicate (input, actual output)
+within the step, an alignment prompt over the token limit. The label is the program's own stdout,
+never the expected output.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from coderl_jax.alignment.records import AlignmentRecord
-from coderl_jax.alignment.targets import change_counts, eligible_variables, select_targets
+from coderl_jax.alignment.targets import choose_targets, needs_events, traced_program
 from coderl_jax.data.responses import extract_code
 
-DROP_REASONS = ("no_code", "unsupported_tests", "error", "timeout", "silent", "nondeterministic", "duplicate",
+DROP_REASONS = ("no_code", "unsupported_tests", "call_style", "error", "timeout", "silent", "nondeterministic", "duplicate",
                 "too_long")
 
 
@@ -52,7 +55,7 @@ def runnable(program: str, tests: dict) -> tuple[str, str, str] | None:
 
 def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Sequence[float], *, k: int = 3,
             targets: str = "last", step: int = 0, rng: np.random.Generator | None = None, timeout_s: float = 5.0,
-            check_determinism: bool = True, max_value_chars: int = 200,
+            check_determinism: bool = True, max_value_chars: int = 200, harvest_calls: bool = True,
             prompt_fits: Callable[[AlignmentRecord], bool] | None = None) -> tuple[list[AlignmentRecord], dict]:
     """Records from the failed rollouts, and counts: {"considered", "harvested", "<reason>": n}."""
     rng = rng or np.random.default_rng(step)
@@ -66,6 +69,9 @@ def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Seque
         if code is None:
             counts["no_code"] += 1
             continue
+        if not harvest_calls and problem.tests.get("style") == "call":
+            counts["call_style"] += 1
+            continue
         run = runnable(code, problem.tests)
         if run is None:
             counts["unsupported_tests"] += 1
@@ -75,8 +81,8 @@ def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Seque
             continue
         seen_runs.add(run)
         jobs.append((problem, run))
-    per_line = targets == "loop"
-    requests = [{"id": str(i), "program": prog, "stdin": stdin, "timeout_s": timeout_s, "per_line": per_line,
+    per_line = needs_events(targets)
+    requests = [{"id": str(i), "program": traced_program(prog, targets), "stdin": stdin, "timeout_s": timeout_s, "per_line": per_line,
                  "check_determinism": check_determinism} for i, (_, (prog, stdin, _)) in enumerate(jobs)]
     results = tracer.trace(requests) if requests else []
     records, seen_outputs = [], set()
@@ -92,11 +98,9 @@ def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Seque
         if res.get("nondeterministic"):
             counts["nondeterministic"] += 1
             continue
-        candidates = eligible_variables(res.get("variables") or {}, max_value_chars=max_value_chars)
-        chosen = select_targets(candidates, k, targets, rng=rng, changes=change_counts(res.get("events")))
+        chosen = choose_targets(res, k, targets, rng=rng, max_value_chars=max_value_chars)
         record = AlignmentRecord(program=prog, stdin=stdin, output=stdout, call=call, source=str(problem.id),
-                                 step=step, targets=tuple({"name": c["name"], "value": c["value"], "json": c["json"]}
-                                                          for c in chosen))
+                                 step=step, targets=chosen)
         if record.key() in seen_outputs:
             counts["duplicate"] += 1
             continue

@@ -20,7 +20,7 @@ import numpy as np
 
 from coderl_jax.alignment.likelihood import teacher_forced
 from coderl_jax.alignment.records import AlignmentRecord
-from coderl_jax.alignment.targets import eligible_variables, select_targets
+from coderl_jax.alignment.targets import choose_targets, traced_program
 from coderl_jax.data.readers import iter_jsonl
 from coderl_jax.data.records import DataError
 
@@ -43,19 +43,18 @@ def read_probe_file(path: str | Path) -> list[dict]:
 def build_probe_records(rows: list[dict], tracer, *, k: int, targets: str, max_value_chars: int = 200,
                         timeout_s: float = 5.0, limit: int = 64) -> list[AlignmentRecord]:
     """Trace the probe programs; programs that fail, print nothing or are nondeterministic are left out."""
-    results = tracer.trace([{"id": r["id"], "program": r["program"], "stdin": r["stdin"], "timeout_s": timeout_s,
-                             "check_determinism": True} for r in rows[:limit]])
+    strategy = "last" if targets == "loop" else targets  # no per-line trace here
+    results = tracer.trace([{"id": r["id"], "program": traced_program(r["program"], strategy), "stdin": r["stdin"],
+                             "timeout_s": timeout_s, "check_determinism": True} for r in rows[:limit]])
     records = []
     rng = np.random.default_rng(0)
     for row, res in zip(rows, results):
         if res.get("status") != "ok" or not (res.get("stdout") or "").strip() or res.get("nondeterministic"):
             log.warning("probe %s left out: status %s", row["id"], res.get("status"))
             continue
-        chosen = select_targets(eligible_variables(res.get("variables") or {}, max_value_chars=max_value_chars),
-                                k, "last" if targets == "loop" else targets, rng=rng)
+        chosen = choose_targets(res, k, strategy, rng=rng, max_value_chars=max_value_chars)
         records.append(AlignmentRecord(program=row["program"], stdin=row["stdin"], output=res["stdout"],
-                                       source=row["id"], targets=tuple(
-                                           {"name": c["name"], "value": c["value"], "json": c["json"]} for c in chosen)))
+                                       source=row["id"], targets=chosen))
     return records
 
 

@@ -63,10 +63,10 @@ class AlignmentTask:
         return self.buffer.sample(self.n_align, _rng(self.seed, step, 11))
 
     def prompt_ids(self, records: Sequence[AlignmentRecord]) -> list[list[int]]:
-        return self.encode_prompts([alignment_prompt(r) for r in records]) if records else []
+        return self.encode_prompts([alignment_prompt(r, self.cfg.prompt) for r in records]) if records else []
 
     def prompt_fits(self, record: AlignmentRecord) -> bool:
-        ids = self.encode_prompts([alignment_prompt(record)])[0]
+        ids = self.encode_prompts([alignment_prompt(record, self.cfg.prompt)])[0]
         return len(ids) < self.max_prompt_tokens  # encode_prompts keeps the last max tokens: equal may be cut
 
     # --- rewards -----------------------------------------------------------------------------------
@@ -146,7 +146,8 @@ class AlignmentTask:
         records, counts = harvest(tracer, problems, texts, rewards, k=self.cfg.k, targets=self.cfg.targets,
                                   step=step, rng=_rng(self.seed, step, 12), timeout_s=self.cfg.harvest_timeout_s,
                                   check_determinism=self.cfg.check_determinism,
-                                  max_value_chars=self.cfg.max_value_chars, prompt_fits=self.prompt_fits)
+                                  max_value_chars=self.cfg.max_value_chars, harvest_calls=self.cfg.harvest_calls,
+                                  prompt_fits=self.prompt_fits)
         self.buffer.add(records)
         m = {f"harvest/{k}" if k in ("considered", "harvested") else f"harvest/dropped_{k}": float(v)
              for k, v in counts.items()}

@@ -8,7 +8,12 @@ everything else is the paper's:
   AdamW lr 1e-6 constant, weight decay 0.01, gradient clip 1.0; clip 0.2 / 0.2, dual clip 3.0,
   token-mean; KL loss k3 (low_var_kl) 0.001; entropy 0; temperature 1.0, top-p 1;
   prompts up to 1,024 tokens, responses up to 8,192; greedy validation every 10 steps;
-  CodeRL+ alignment with 40% alignment prompts; 656 steps (2 epochs over ~25k problems).
+  CodeRL+ alignment with 40% alignment prompts, under the official code's rules: targets are the
+  last 3 module-level variables of simple types in first-definition order (`alignment.targets=
+  official`), call-style programs are not harvested (`harvest_calls=False`), the prompt follows the
+  official one's order and content (`prompt=official`), every program is traced once
+  (`check_determinism=False`) and values of any length are asked about (`max_value_chars=0`);
+  656 steps (2 epochs over ~25k problems). docs/paper.md lists every setting beside the paper's.
 
 Shapes: prompts padded to 1,024 tokens, rows packed to 2,048, 4,096 or 1,024 + max_new_tokens.
 
@@ -59,7 +64,9 @@ def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, m
                         entropy_coef=0.0, remat=True),
         mesh=mesh,
         eval=EvalConfig(every=10, max_problems=512, samples=1, temperature=0.0),
-        alignment=AlignmentConfig(mode="coderl", alpha=0.6),
+        # the official code's harvest, targets and prompt (the CPU presets keep this project's rules)
+        alignment=AlignmentConfig(mode="coderl", alpha=0.6, k=3, targets="official", harvest_calls=False,
+                                  prompt="official", check_determinism=False, max_value_chars=0),
         # model-written code on a pod runs only in a network-isolated sandbox (bubblewrap, which
         # tpu_scripts/setup.sh installs and checks): a host without it stops the run at start-up
         tracer=TracerConfig(require_isolation=True),

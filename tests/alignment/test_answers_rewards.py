@@ -27,6 +27,25 @@ def test_prompt_names_program_input_and_qualified_targets():
     assert "final_output" in text and "variables" in text and "last line" in text
 
 
+def test_official_prompt_layout_carries_the_official_content_in_its_order():
+    rec = record(a=2, b=[1, 2])
+    compact, text = alignment_prompt(rec), alignment_prompt(rec, "official")
+    assert compact == alignment_prompt(rec, "compact")
+    # compact: instructions first; official: task, program, input, variables, instructions, example
+    assert compact.index("last line") < compact.index("Program:") < compact.index("Input (stdin)") < compact.index(
+        "Variables: `a`, `b`")
+    marks = ["predict", "final_output", "final values", "Program:", "def main():", "Input (stdin)", "3",
+             "Variables: `a`, `b`.", "step by step", "JSON out of the reasoning", "last line only",
+             "Example of a last line"]
+    at = [text.index(m, text.index(marks[i - 1]) if i else 0) for i, m in enumerate(marks)]
+    assert at == sorted(at)
+    example = text.rsplit("\n", 1)[1]  # the example is a valid answer line
+    assert parse_answer(example) is not None and "f.x" not in text  # no qualified names to explain here
+    assert "`f.x`" in alignment_prompt(REC, "official")  # ...but there are in REC
+    with pytest.raises(ValueError, match="alignment.prompt"):
+        alignment_prompt(rec, "verl")
+
+
 def test_true_answer_round_trips_to_the_top_reward():
     line = answer_line(REC)
     assert json.loads(line) == {"final_output": "6", "variables": {"n": 3, "main.total": 6, "main.seen": [1, 2, 3]}}

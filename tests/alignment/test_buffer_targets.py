@@ -74,3 +74,66 @@ def test_config_split_and_validation():
         AlignmentConfig(reward="exact").validate()
     with pytest.raises(ValueError, match="alignment.mode"):
         AlignmentConfig(mode="on").validate()
+
+
+def official(k: int = 3, **variables) -> list[str]:
+    """The official rule's targets when the tracer reported `variables` (name -> value) and the
+    module namespace held them in this (first-definition) order."""
+    from coderl_jax.alignment.targets import DEFINITION_ORDER_VAR, choose_targets
+
+    order = [*variables, DEFINITION_ORDER_VAR]
+    reported = {name: {"repr": repr(v), "value": serialize(v), "order": 9 - i}  # last-assignment ranks reversed
+                for i, (name, v) in enumerate(variables.items())}
+    reported[DEFINITION_ORDER_VAR] = {"repr": "", "value": serialize(order), "order": 99}
+    return [t["name"] for t in choose_targets({"variables": reported}, k, "official", max_value_chars=0)]
+
+
+def test_official_targets_are_the_last_k_in_first_definition_order():
+    # first definitions n, a, b, c; `n` reassigned last: the official targets are a, b, c, whatever the
+    # last-assignment ranks say (reversed here)
+    assert official(n=1, a=2, b=3, c=4) == ["a", "b", "c"]
+    assert official(k=2, n=1, a=2, b=3, c=4) == ["b", "c"]
+    assert official(k=0, n=1, a=2) == ["n", "a"]
+
+
+def test_official_targets_are_module_level_simple_and_public():
+    import collections
+
+    names = official(k=10, **{"x": 1, "main.total": 5, "S.M": 3, "_hidden": 2, "dd": collections.defaultdict(int),
+                                  "cnt": collections.Counter("ab"), "obj": object(), "s": {3, 1, 2}, "t": (1, 2),
+                                  "d": {1: "a"}, "none": None, "f": 1.5, "flag": True, "text": "hi", "nan": float("nan"),
+                                  "long": list(range(100))})
+    # function locals and class attributes are not module-level; "_" names, dict subclasses and objects
+    # are not simple; nan has no JSON form; no length limit under max_value_chars=0
+    assert names == ["x", "s", "t", "d", "none", "f", "flag", "text", "long"]
+
+
+def test_official_sets_are_asked_as_sorted_lists_and_missing_order_gives_none():
+    from coderl_jax.alignment.targets import choose_targets, official_candidates
+
+    [s] = official_candidates({"s": {"repr": "{3, 1}", "value": serialize({3, 1})},
+                               "_coderl_defined": {"repr": "", "value": serialize(["s", "_coderl_defined"])}})
+    assert s["json"] == [1, 3] and s["value"]["t"] == "list"
+    # the program ended before the order line ran (sys.exit()): the official capture never ran either
+    assert choose_targets({"variables": {"x": {"repr": "1", "value": serialize(1), "order": 0}}}, 3, "official") == ()
+
+
+def test_last_rule_is_unchanged_by_the_official_one():
+    from coderl_jax.alignment.targets import choose_targets
+
+    variables = {name: {"repr": repr(v), "value": serialize(v), "order": i}
+                 for i, (name, v) in enumerate([("a", 2), ("main.x", 1), ("n", 5)])}
+    assert [t["name"] for t in choose_targets({"variables": variables}, 2, "last")] == ["main.x", "n"]
+
+
+def test_new_switches_are_validated_with_the_field_named():
+    AlignmentConfig(targets="official", harvest_calls=False, prompt="official", max_value_chars=0,
+                    check_determinism=False).validate()
+    for bad, field in ((dict(targets="first"), "alignment.targets"), (dict(prompt="verl"), "alignment.prompt"),
+                       (dict(harvest_calls="no"), "alignment.harvest_calls"),
+                       (dict(max_value_chars=2.5), "alignment.max_value_chars")):
+        with pytest.raises(ValueError, match=field):
+            AlignmentConfig(**bad).validate()
+    d = AlignmentConfig()
+    assert (d.targets, d.harvest_calls, d.prompt, d.check_determinism, d.max_value_chars) == (
+        "last", True, "compact", True, 200)

@@ -41,7 +41,7 @@ def test_harvest_keeps_failed_programs_with_their_own_output(pool):
     ]
     problems, responses, rewards = zip(*rollouts)
     records, counts = harvest(pool, problems, responses, rewards, k=3, targets="last", step=7, timeout_s=1.0)
-    assert counts == {"considered": 10, "harvested": 2, "no_code": 1, "unsupported_tests": 1, "error": 1,
+    assert counts == {"considered": 10, "harvested": 2, "no_code": 1, "unsupported_tests": 1, "call_style": 0, "error": 1,
                       "timeout": 1, "silent": 1, "nondeterministic": 1, "duplicate": 2, "too_long": 0}
     stdio, call = records
     assert stdio.output == "6\n" and stdio.stdin == "4\n" and stdio.source == "p_stdio" and stdio.step == 7
@@ -68,3 +68,60 @@ def test_runnable_builds_the_call_driver():
                                  {"style": "call", "fn_name": "f", "inputs": [{"a": 1, "b": "x"}], "outputs": [0]})
     assert call == "Solution().f(a=1, b='x')" and prog.endswith("print(Solution().f(a=1, b='x'))\n") and stdin == ""
     assert runnable("x", {"style": "stdio", "inputs": [], "outputs": []}) is None
+
+
+def official_targets(pool, code: str, k: int = 3) -> tuple[list[str], list]:
+    records, counts = harvest(pool, [STDIO], [fence(code)], [0.0], k=k, targets="official", max_value_chars=0)
+    assert counts["harvested"] == 1, counts
+    [record] = records
+    assert record.program == code  # the order line is traced, never shown
+    return record.target_names, [t["json"] for t in record.targets]
+
+
+def test_official_targets_on_traced_programs(pool):
+    # n, a, b, c defined in this order; n reassigned last: official a, b, c; the last rule b, c, n
+    code = "n = int(input())\na = 2\nb = [1, 2]\nc = 'x'\nn = n + 1\nprint(n)"
+    assert official_targets(pool, code) == (["a", "b", "c"], [2, [1, 2], "x"])
+    [last], _ = harvest(pool, [STDIO], [fence(code)], [0.0], k=3, targets="last")
+    assert last.target_names == ["b", "c", "n"]
+    # function locals are never seen: a `def main()` program has no official targets
+    assert official_targets(pool, WRONG) == ([], [])
+    # runtime first-definition order, not source order: `a` is first bound on the loop's second pass
+    assert official_targets(pool, "for i in range(3):\n    if i > 0:\n        a = i\n    b = i\nprint(a, b)",
+                            k=0)[0] == ["i", "b", "a"]
+    # a global bound inside a function counts from the call; "_" names, Counters and objects are not
+    # simple; a set is asked as a sorted list
+    code = ("import collections\nx = 1\ndef f():\n    global g\n    g = 7\n_t = 3\ncnt = collections.Counter('ab')\n"
+            "class P:\n    pass\np = P()\ns = {3, 1, 2}\nf()\nprint(x)")
+    assert official_targets(pool, code, k=0) == (["x", "s", "g"], [1, [1, 2, 3], 7])
+
+
+def test_harvest_calls_switch(pool):
+    code = fence("def double(xs):\n    out = [x * 3 for x in xs]\n    return out")
+    records, counts = harvest(pool, [CALL], [code], [0.0], harvest_calls=True)
+    assert counts["call_style"] == 0 and records[0].call == "double([1, 2])"
+    records, counts = harvest(pool, [CALL, STDIO], [code, fence(WRONG)], [0.0, 0.0], harvest_calls=False)
+    assert counts["call_style"] == 1 and counts["harvested"] == 1 and records[0].source == "p_stdio"
+
+
+def test_task_and_probe_follow_the_config_switches(pool, byte_tok):
+    from coderl_jax.alignment import AlignmentTask, alignment_prompt
+    from coderl_jax.alignment.config import AlignmentConfig
+    from coderl_jax.alignment.probe import build_probe_records
+
+    encode = lambda texts: [byte_tok.encode(t, add_special_tokens=False) for t in texts]  # noqa: E731
+    code = "n = int(input())\na = 2\nb = [1, 2]\nc = 'x'\nn = n + 1\nprint(n)"
+    calls = fence("def double(xs):\n    return [x * 3 for x in xs]")
+    paper = AlignmentConfig(mode="coderl", targets="official", harvest_calls=False, prompt="official",
+                            max_value_chars=0, check_determinism=False)
+    for cfg, names, call_style in ((paper, ["a", "b", "c"], 1.0),
+                                   (AlignmentConfig(mode="coderl"), ["b", "c", "n"], 0.0)):
+        task = AlignmentTask(cfg, byte_tok, prompts_per_step=2, group_size=2, seed=0, encode_prompts=encode,
+                             max_prompt_tokens=4096)
+        m = task.harvest(pool, [STDIO, CALL], [fence(code), calls], [0.0, 0.0], step=1)
+        assert m["harvest/dropped_call_style"] == call_style
+        record = task.buffer.pool()[0]
+        assert record.target_names == names
+        assert byte_tok.decode(task.prompt_ids([record])[0]) == alignment_prompt(record, cfg.prompt)
+    probe = build_probe_records([{"id": "q", "program": code, "stdin": "4\n"}], pool, k=3, targets="official")
+    assert probe[0].target_names == ["a", "b", "c"] and probe[0].program == code

@@ -25,8 +25,8 @@ TINY_MODEL = {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "interme
               "eos_token_id": 1, "tie_word_embeddings": True, "max_position_embeddings": 1024}
 SMALL_CONFIG = """
 from coderl_jax.rl.train_step import LossConfig
-from coderl_jax.train.config import DataConfig, MeshConfig, RolloutConfig, TrainConfig
-config = TrainConfig(model={model!r}, topology="v5p:2x2x1", param_dtype="float32", dtype="bfloat16",
+from coderl_jax.train.config import DataConfig, EvalConfig, MeshConfig, RolloutConfig, TrainConfig
+config = TrainConfig(eval=EvalConfig(every=1, max_problems=8),model={model!r}, topology="v5p:2x2x1", param_dtype="float32", dtype="bfloat16",
     updates_per_step=2, micro_batches=2, data=DataConfig(train_path="unused.jsonl", max_prompt_tokens=16),
     packed_lengths=(16, 32), rollout=RolloutConfig(prompts_per_step=8, group_size=4, max_new_tokens=8,
                           cache_dtype="bfloat16", prompts_per_generate=4, prompt_buckets=(8, 16), decode_slots=8),
@@ -73,6 +73,10 @@ def test_shipped_configs_have_the_papers_hyperparameters(path):
     assert (loss.kl_coef, loss.kl_kind, loss.clip_low, loss.clip_high, loss.clip_c, loss.agg) == (
         0.001, "k3", 0.2, 0.2, 3.0, "token-mean")
     assert cfg.updates_per_step == 2 and cfg.alignment.mode == "coderl" and cfg.alignment.alpha == 0.6
+    a = cfg.alignment  # the official code's alignment rules (docs/paper.md)
+    assert (a.k, a.targets, a.harvest_calls, a.prompt, a.check_determinism, a.max_value_chars) == (
+        3, "official", False, "official", False, 0)
+    assert (a.reward, a.buffer_size, a.buffer_strategy, a.harvest_timeout_s) == ("official", 20_000, "recent", 5.0)
     _, _, chips = parse_topology(cfg.topology)
     m = cfg.mesh
     assert m.data * m.fsdp * m.tensor == chips, "the mesh covers the topology"
@@ -125,5 +129,6 @@ def test_plan_compiles_a_small_config_for_a_small_topology(tmp_path):
     assert rep["sequence_length"] == 32 and rep["packed_lengths"] == {"declared": True, "lengths": [16, 32]}
     assert rep["programs"]["rollout"]["decode"] == "generate_refill" and rep["rollout_prompt_buckets"] == [8, 16]
     # scoring: two lengths, for the trainer's float32 weights and for the bfloat16 reference
-    assert rep["programs_to_compile"] == {"rollout": 2, "reshard": 1, "scoring": 4, "update": 2}
+    assert rep["programs_to_compile"] == {"rollout": 2, "reshard": 1, "scoring": 4, "update": 2, "eval": 2}
+    assert rep["programs"]["eval"]["temporaries"] > 0 and "evaluation's generation" in out
     assert "programs a run compiles" in out and "declared packed length [16, 32]" in out
