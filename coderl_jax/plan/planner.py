@@ -259,13 +259,16 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     spec = rollout_kwargs["spec"]
     ro = compile_program("rollout", (rollout_fn, rollout_args, rollout_kwargs), resident_args=0)
     ro["decode"] = rollout_fn.__name__
+    if cfg.eval.every:  # the held-out evaluation's generation: every problem in one call
+        ev = compile_program("eval", progs.eval_call(cfg.eval.max_problems, p_len), resident_args=0)
+        ev["flops_per_call"], ev["calls"] = 0.0, 0  # not part of a step's time
     report["rollout_prompt_buckets"] = buckets
     report["rollout_prompt_buckets_declared"] = bool(r.prompt_buckets)
     n_len = len(report["packed_lengths"]["lengths"])
     update_programs = n_len if declared else n_len * (n_len + 1) // 2 + n_len  # a pair of lengths, or one task
     ref_differs = cfg.loss.kl_coef and ref_bytes != param_bytes  # a second scoring program, for the reference
     report["programs_to_compile"] = {"rollout": len(buckets), "reshard": 1, "scoring": n_len * (2 if ref_differs else 1),
-                                     "update": update_programs}
+                                     "update": update_programs, "eval": len(buckets) if cfg.eval.every else 0}
     gen_rows = per_generate * r.group_size
     # the decode cache: every row at once, or `decode_slots` refilled rows of a full-length cache
     decode_rows, cache_len = rollout_kwargs.get("slots", gen_rows), cache_slots(p_len, spec)
@@ -336,7 +339,8 @@ def format_report(rep: dict, config_name: str) -> str:
         + "  ".join(_g(progs[k]['temporaries']) for k in ("rollout", "scoring", "update")),
         "  peak                                         "
         + "  ".join(_g(progs[k]['peak']) for k in ("rollout", "scoring", "update")),
-        f"  (the reshard that makes the sampler copy peaks at {_g(progs['reshard']['peak']).strip()})",
+        f"  (the reshard that makes the sampler copy peaks at {_g(progs['reshard']['peak']).strip()}"
+        + (f"; the evaluation's generation at {_g(progs['eval']['peak']).strip()})" if "eval" in progs else ")"),
         "",
         f"fits: {'YES' if rep['fits'] else 'NO'} (peak {rep['peak'] / GIB:.2f} GiB of {rep['hbm_gib']:.0f} GiB, "
         f"{100 * rep['peak'] / (rep['hbm_gib'] * GIB):.0f}%)",

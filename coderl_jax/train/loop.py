@@ -32,7 +32,8 @@ from coderl_jax.train.data_setup import prepare_data
 from coderl_jax.train.hooks import TrainLoop
 from coderl_jax.train.phases import Run, encode_prompts, step_seed
 from coderl_jax.train.programs import (
-    build_reshard, build_sampler, build_scoring, build_update, init_state, optimizer_config, reference_params,
+    build_reshard, build_sampler, build_scoring, build_update, eval_sampling_params, init_state, optimizer_config,
+    reference_params,
 )
 
 log = logging.getLogger("coderl_jax.train")
@@ -396,11 +397,10 @@ def heldout_pass_at_1(sampler, items, tokenizer, cfg: TrainConfig, tracer, step:
     held-out problems, written under `<out_dir>/eval/step_<step>/` (resumable)."""
     from coderl_jax.eval import SamplerGenerator, evaluate as eval_benchmark, settings_for
 
-    e = cfg.eval
-    settings = settings_for("problems", n=e.samples, k=(1,), temperature=e.temperature, top_p=cfg.rollout.top_p,
-                            max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
-                            seed=step_seed(cfg.seed, step, 7), raw_prompt=cfg.data.raw_prompts,
-                            system=cfg.data.system_prompt, stop=tuple(cfg.rollout.stop), timeout_s=cfg.tracer.timeout_s,
+    sp = eval_sampling_params(cfg, step_seed(cfg.seed, step, 7))  # what `coderl plan` sizes
+    settings = settings_for("problems", n=sp.n, k=(1,), temperature=sp.temperature, top_p=sp.top_p,
+                            max_new_tokens=sp.max_new_tokens, seed=sp.seed, raw_prompt=cfg.data.raw_prompts,
+                            system=cfg.data.system_prompt, stop=sp.stop, timeout_s=cfg.tracer.timeout_s,
                             batch_size=max(len(items), 1))
     generator = SamplerGenerator(sampler, tokenizer, identity={"run": str(Path(cfg.out_dir).absolute())})
     out_dir = Path(cfg.out_dir) if out_dir is None else out_dir

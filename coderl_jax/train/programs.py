@@ -217,6 +217,15 @@ def rollout_sampling_params(cfg: TrainConfig, seed: int = 0):
                           top_p=r.top_p, top_k=r.top_k, stop=tuple(r.stop), seed=seed)
 
 
+def eval_sampling_params(cfg: TrainConfig, seed: int = 0):
+    """The sampling settings of the run's held-out evaluation (`eval`; greedy by default)."""
+    from coderl_jax.sampling.sampler import SamplingParams
+
+    e, r = cfg.eval, cfg.rollout
+    return SamplingParams(n=e.samples, max_new_tokens=e.max_new_tokens or r.max_new_tokens, temperature=e.temperature,
+                          top_p=r.top_p, stop=tuple(r.stop), seed=seed)
+
+
 def build_sampler(cfg: TrainConfig, model_cfg: ModelConfig, params, tokenizer=None, mesh=None):
     """The trainer's sampler (its decode loops, cache, buckets and refill rows from `rollout`);
     `params` is the sampling copy or a getter of it. Its decode calls are recorded as "rollout"."""
@@ -293,3 +302,7 @@ class StepPrograms:
         mask = jax.ShapeDtypeStruct((rows, prompt_len), jnp.bool_, sharding=sampler.prompt_sharding())
         spec = sampler.spec(sp or rollout_sampling_params(self.cfg))
         return sampler.decode_call(self.sample_params, tokens, mask, self.key, spec)
+
+    def eval_call(self, prompts: int, prompt_len: int):
+        """The decode of the held-out evaluation's sampler call (all its problems at once)."""
+        return self.rollout_call(prompts, prompt_len, eval_sampling_params(self.cfg))

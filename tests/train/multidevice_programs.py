@@ -3,8 +3,8 @@ test_programs_match_plan.py in a subprocess with 8 simulated CPU devices (XLA_FL
 before JAX starts). Not collected by the normal test run (its name does not start with test_).
 
 Two steps of a small config on a (data 2, fsdp 2, tensor 2) mesh, with a KL term (reference
-scoring), refilled decode rows, declared packed lengths and prompt buckets and the alignment task,
-record every program call the loop makes
+scoring), refilled decode rows, declared packed lengths and prompt buckets, the alignment task and
+a held-out evaluation, record every program call the loop makes
 (name, jitted function, abstract arguments); for each distinct call, `StepPrograms` (what `coderl
 plan` compiles) builds the program of the same name for the same shapes, and the two lower to the
 same StableHLO text on the same devices.
@@ -44,16 +44,20 @@ def planned(progs: programs.StepPrograms, name: str, args, kwargs):
         return progs.scoring_call(*args[1]["tokens"].shape, reference=reference)
     if name == "reshard":
         return progs.reshard_call()
-    if name == "rollout":
+    if name == "rollout":  # the training rollout's decode, or the evaluation's (greedy)
         rows, prompt_len = args[2].shape
-        return progs.rollout_call(rows, prompt_len)
+        calls = [progs.rollout_call(rows, prompt_len), progs.eval_call(rows, prompt_len)]
+        same = [call for call in calls if call[2]["spec"] == kwargs["spec"]]
+        assert same, f"a decode the plan does not know: {kwargs['spec']}"
+        return same[0]
     raise AssertionError(f"a program the plan does not know: {name}")
 
 
 def test_loop_programs_lower_like_the_plan(tmp_path):
     cfg = apply_overrides(load_config("tiny_cpu"), [
         f"out_dir={tmp_path / 'run'}", f"model={MODELS / 'coderl-tiny'}", "steps=2", "checkpoint_every=2", "progress=false",
-        "tensorboard=false", "eval.every=0", f"data.train_path={DATA_DIR / 'tiny_problems.jsonl'}",
+        "tensorboard=false", "eval.every=2", "eval.at_start=false", "eval.max_problems=4",
+        f"data.train_path={DATA_DIR / 'tiny_problems.jsonl'}", f"data.eval_path={DATA_DIR / 'tiny_problems.jsonl'}",
         "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "rollout.prompts_per_step=4", "rollout.group_size=4",
         "rollout.max_new_tokens=32", "rollout.decode_slots=8", "rollout.decode_chunk=8", "rollout.decode_unroll=2",
         "alignment.mode=coderl", "tracer.workers=1", "loss.kl_coef=0.01", "packed_lengths=160,224",
@@ -86,3 +90,4 @@ def test_loop_programs_lower_like_the_plan(tmp_path):
                                                                     upto=cfg.data.max_prompt_tokens)
     rollouts = [kw for (name, _, _, kw) in seen.values() if name == "rollout"]
     assert any("slots" in kw for kw in rollouts)  # the refilled decode ran and was compared
+    assert any(kw["spec"].greedy for kw in rollouts)  # and the evaluation's
