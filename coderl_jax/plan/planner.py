@@ -28,7 +28,7 @@ FLOPs. From XLA's cost analysis, per chip. XLA counts the body of a loop once, s
 count (a scan over micro-batches) is multiplied by `micro_batches`; the sampler's loops (one
 decode step per token) are counted analytically instead (2 x parameters + attention per token),
 and its time is also bounded from below by reading the weights and the KV cache from HBM once per
-decode step. The step time is FLOPs / (chips x peak x MFU) plus that bandwidth bound.
+decode step (through refilled rows, counting every sequence at the cap: an upper bound on steps). The step time is FLOPs / (chips x peak x MFU) plus that bandwidth bound.
 """
 
 from __future__ import annotations
@@ -284,7 +284,11 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     ro["flops_per_call"] = (gen_rows * r.max_new_tokens * sampler_flops_per_token(model_cfg, ctx_avg)
                             + 2 * per_generate * p_len * sampler_flops_per_token(model_cfg, p_len / 2)) / chips
     # each decode step reads the chip's weights once and, on average, half of its final KV cache
-    ro["hbm_s_per_call"] = r.max_new_tokens * (ro["sampler_params"] + ro["kv_cache"] / 2) / (chip.hbm_gbps * 1e9)
+    # decode steps per call: max_new_tokens for rows decoding at once; through refilled rows, at most
+    # (rows / decode rows) x max_new_tokens, every sequence running to the cap (fewer when most end early)
+    ro["decode_steps_per_call"] = r.max_new_tokens * -(-gen_rows // decode_rows)
+    ro["hbm_s_per_call"] = (ro["decode_steps_per_call"] * (ro["sampler_params"] + ro["kv_cache"] / 2)
+                            / (chip.hbm_gbps * 1e9))
 
     peak = max(p["peak"] for p in report["programs"].values())
     rate = chip.peak_bf16_tflops * 1e12 * mfu  # FLOP/s per chip
