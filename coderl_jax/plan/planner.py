@@ -28,7 +28,8 @@ FLOPs. From XLA's cost analysis, per chip. XLA counts the body of a loop once, s
 count (a scan over micro-batches) is multiplied by `micro_batches`; the sampler's loops (one
 decode step per token) are counted analytically instead (2 x parameters + attention per token),
 and its time is also bounded from below by reading the weights and the KV cache from HBM once per
-decode step (through refilled rows, counting every sequence at the cap: an upper bound on steps). The step time is FLOPs / (chips x peak x MFU) plus that bandwidth bound.
+decode step (through refilled rows, counting every sequence at the cap: an upper bound on steps).
+The step time is FLOPs / (chips x peak x MFU) plus that bandwidth bound.
 """
 
 from __future__ import annotations
