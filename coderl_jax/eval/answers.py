@@ -17,6 +17,11 @@ Answers (output / input / test-output prediction):
    ``<call>``, which must call the expected function. Without an assert, the block itself is the
    value (output prediction), or a call ``f(...)`` or a bare argument list (input prediction).
 
+Boxed answers (the paper's code reasoning prompt asks for ``\\boxed{output}``): the text of the
+last ``\\boxed{...}`` with balanced braces (braces inside quoted strings do not count), then
+rules 2-3 on that text, the ``assert`` optional (so ``\\boxed{f(1) == 3}`` gives ``3``). No box
+is no answer.
+
 The value texts are then parsed with `tracer.compare.parse_prediction`, which accepts literal
 syntax only (so ``x or True`` and ``__import__('os')`` are parse failures, i.e. wrong answers).
 """
@@ -30,7 +35,8 @@ from typing import Any
 from coderl_jax.data.responses import extract_code
 from tracer.compare import MAX_PREDICTION_CHARS, parse_prediction
 
-__all__ = ["extract_code", "answer_block", "predicted_output_text", "predicted_arguments", "AnswerError"]
+__all__ = ["extract_code", "answer_block", "boxed_text", "predicted_output_text", "predicted_boxed_text",
+           "predicted_arguments", "AnswerError"]
 
 _ANSWER = re.compile(r"\[ANSWER\](.*?)(?:\[/ANSWER\]|\Z)", re.DOTALL)
 MAX_ANSWER_CHARS = MAX_PREDICTION_CHARS
@@ -86,6 +92,61 @@ def predicted_output_text(response: str) -> str:
         segment = ast.get_source_segment(source, compare.comparators[0])
         return segment if segment is not None else ""
     return block
+
+
+_BOX = "\\boxed{"
+
+
+def _box_end(text: str, start: int, quotes: bool) -> int | None:
+    """Index of the "}" closing the box whose content starts at `start`, or None."""
+    depth, i, n = 1, start, len(text)
+    while i < n:
+        ch = text[i]
+        if quotes and ch in "'\"":
+            close = i + 1
+            while close < n and text[close] != ch and text[close] != "\n":
+                close += 2 if text[close] == "\\" else 1
+            if close >= n or text[close] != ch:
+                return None  # an unclosed quote (an apostrophe in prose): count braces without quotes
+            i = close + 1
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def boxed_text(response: str) -> str | None:
+    """The content of the last balanced ``\\boxed{...}`` in `response`, or None."""
+    start = response.rfind(_BOX)
+    while start >= 0:
+        begin = start + len(_BOX)
+        end = _box_end(response, begin, quotes=True)
+        if end is None:
+            end = _box_end(response, begin, quotes=False)
+        if end is not None:
+            return response[begin:end].strip()
+        start = response.rfind(_BOX, 0, start)
+    return None
+
+
+def predicted_boxed_text(response: str) -> str | None:
+    """The predicted value's text from a boxed answer (rules 2-3 inside the box), or None."""
+    box = boxed_text(response)
+    if box is None:
+        return None
+    found = _last_eq_assert(box) or _last_eq_assert(f"assert {box}")  # `f(x) == v` without the assert
+    if found is not None:
+        source, compare = found
+        segment = ast.get_source_segment(source, compare.comparators[0])
+        return segment if segment is not None else ""
+    if box.startswith("`") and box.endswith("`") and len(box) > 1:
+        box = box.strip("`").strip()
+    return box
 
 
 class AnswerError(ValueError):

@@ -11,6 +11,7 @@ for anything missing or malformed. File formats, prompts and scoring: docs/eval.
 | leetcode        | codegen           | PRIME / DeepSeek-Coder LeetCode JSONL         | a solution field, if any |
 | lcb_codegen     | codegen           | LiveCodeBench code_generation rows            | none               |
 | lcb_execution   | output_prediction | LiveCodeBench execution rows                  | the given output   |
+| lcb_execution_boxed | output_prediction | the same rows, the paper's prompt: answer as \boxed{...} | the given output |
 | lcb_test_output | test_output       | LiveCodeBench test_generation rows            | the given output   |
 | cruxeval_o      | output_prediction | CRUXEval JSONL                                | the given output   |
 | cruxeval_i      | input_prediction  | CRUXEval JSONL                                | the given input    |
@@ -32,6 +33,7 @@ from tracer.compare import parse_prediction
 from tracer.values import Typed, render, serialize
 
 KINDS = ("codegen", "output_prediction", "input_prediction", "test_output")
+ANSWER_FORMATS = ("assert", "boxed")  # how an output prediction is given (EvalItem.answer_format)
 
 # Values the loaders serialize (expected outputs) are never cut: the limits are far above any
 # benchmark's outputs, and a cut value would match nothing.
@@ -62,6 +64,8 @@ class EvalItem:
     wrap_class   codegen: code without `class Solution` is indented into one (LeetCode)
     reference    reasoning: {"code": trusted program, "fn_name", "call": call text shown,
                  "expected": typed value (tracer.values form)}
+    answer_format  output prediction: "assert" (`[ANSWER] assert call == value [/ANSWER]`) or
+                 "boxed" (`\boxed{value}`, the paper's code reasoning prompt)
     canonical    a chat-mode response that must score 1 (the oracle check), or None
     """
 
@@ -77,8 +81,14 @@ class EvalItem:
     entry_point: str = ""
     wrap_class: bool = False
     reference: dict | None = None
+    answer_format: str = "assert"
     canonical: str | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"EvalItem {self.id!r}: answer_format must be one of {ANSWER_FORMATS}, "
+                             f"got {self.answer_format!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,11 +457,8 @@ def _output_item(benchmark: str, item_id: str, code: str, call: str, fn_name: st
 _CALL_NAME = re.compile(r"\s*([A-Za-z_]\w*)\s*\(")
 
 
-@register_benchmark("lcb_execution", "output_prediction", defaults=dict(LCB_SAMPLED, max_new_tokens=2048),
-                    description="LiveCodeBench code execution (the paper's code reasoning)")
-def load_lcb_execution(path: str) -> list[EvalItem]:
-    """LiveCodeBench execution rows: id, code, input (the call, e.g. `f(nums = [1, 2])`), output
-    (literal text), function_name, difficulty, contest_date."""
+def _lcb_execution_items(path: str, benchmark: str, make: Callable[..., EvalItem]) -> list[EvalItem]:
+    """LiveCodeBench execution rows as items built by `make` (same arguments as _output_item)."""
     items = []
     for r in _rows(path):
         item_id = r.id("id", "question_id", default=f"lcb-exec-{r.row_no}")
@@ -460,9 +467,41 @@ def load_lcb_execution(path: str) -> list[EvalItem]:
         if not m:
             raise r.error("input", f"expected a call like f(x = 1), got {call!r:.80}")
         fn_name = r.get("function_name", required=False) or m.group(1)
-        items.append(_output_item("lcb_execution", item_id, code, call.strip(), fn_name, r.literal("output", output),
-                                  output, {**_difficulty(r.row.get("difficulty")), **_date(r.row.get("contest_date"))}))
+        items.append(make(benchmark, item_id, code, call.strip(), fn_name, r.literal("output", output), output,
+                          {**_difficulty(r.row.get("difficulty")), **_date(r.row.get("contest_date"))}))
     return items
+
+
+@register_benchmark("lcb_execution", "output_prediction", defaults=dict(LCB_SAMPLED, max_new_tokens=2048),
+                    description="LiveCodeBench code execution, CRUXEval-style [ANSWER] prompt")
+def load_lcb_execution(path: str) -> list[EvalItem]:
+    """LiveCodeBench execution rows: id, code, input (the call, e.g. `f(nums = [1, 2])`), output
+    (literal text), function_name, difficulty, contest_date."""
+    return _lcb_execution_items(path, "lcb_execution", _output_item)
+
+
+BOXED_INSTRUCTION = "Read the following Python code and predict what it returns for the given input."
+BOXED_REQUEST = ("Think step by step, then give your final answer as \\boxed{output}, where output is exactly the "
+                 "value the code produces, written as a Python literal.")
+
+
+def _boxed_item(benchmark: str, item_id: str, code: str, call: str, fn_name: str, expected: Typed,
+                output_text: str, metadata: dict) -> EvalItem:
+    task = f"{BOXED_INSTRUCTION}\n\n```python\n{code.rstrip()}\n```\n\nInput: {call}\n\n{BOXED_REQUEST}"
+    return EvalItem(
+        id=item_id, benchmark=benchmark, kind="output_prediction", prompt=_user(task, EXECUTION_SYSTEM),
+        raw_prompt=f"{EXECUTION_SYSTEM}\n\n{task}\n\n",
+        reference={"code": code, "fn_name": fn_name, "call": call, "expected": expected}, answer_format="boxed",
+        canonical=f"The code returns {output_text.strip()}.\n\\boxed{{{output_text.strip()}}}", metadata=metadata)
+
+
+@register_benchmark("lcb_execution_boxed", "output_prediction",
+                    defaults=dict(n=1, temperature=0.0, top_p=1.0, max_new_tokens=4096),
+                    description="LiveCodeBench code execution as the paper asks it (code reasoning: \\boxed answer)")
+def load_lcb_execution_boxed(path: str) -> list[EvalItem]:
+    """The lcb_execution rows, asked as the paper's code reasoning evaluation does: the code, the
+    input call, step-by-step reasoning and the answer as \\boxed{output} (greedy, one sample)."""
+    return _lcb_execution_items(path, "lcb_execution_boxed", _boxed_item)
 
 
 @register_benchmark("cruxeval_o", "output_prediction", defaults=dict(n=10, temperature=0.2, top_p=0.95,

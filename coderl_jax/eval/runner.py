@@ -35,6 +35,7 @@ from coderl_jax.errors import UserError
 from coderl_jax.eval.benchmarks import EvalItem, get_benchmark, load_benchmark
 from coderl_jax.eval.generators import OracleGenerator
 from coderl_jax.eval.passk import mean_pass_at_k
+from coderl_jax.eval.presets import get_preset
 from coderl_jax.eval.scoring import COMPARE_MODES, score_responses
 
 SAMPLES_FILE, CONFIG_FILE, SUMMARY_FILE, TABLE_FILE = "samples.jsonl", "config.json", "summary.json", "summary.md"
@@ -87,16 +88,26 @@ class EvalSettings:
             raise ValueError(f"compare must be one of {COMPARE_MODES}, got {self.compare!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0 (0: greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
 
     def resume_key(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
                 if k in self.RESUME_KEYS}
 
 
-def settings_for(benchmark: str, **overrides) -> EvalSettings:
-    """The benchmark's usual settings (n, temperature, top_p, max_new_tokens), then `overrides`
-    (None values are ignored)."""
+def settings_for(benchmark: str, preset: str | None = None, **overrides) -> EvalSettings:
+    """The benchmark's usual settings (n, temperature, top_p, max_new_tokens), then the named
+    preset's for it (presets.py; e.g. "paper"), then `overrides` (None values are ignored)."""
     values = dict(get_benchmark(benchmark).defaults)
+    if preset is not None:
+        values.update(get_preset(preset).settings_of(benchmark))
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "k" in values:
         values["k"] = tuple(values["k"])
@@ -330,17 +341,27 @@ def check_oracle(benchmark: str, items: Sequence[EvalItem]) -> None:
                          f"solution (first: {', '.join(missing[:3])}); use --limit or a file with solutions")
 
 
+def date_window(benchmark: str, preset: str | None, start_date: str | None,
+                end_date: str | None) -> tuple[str | None, str | None]:
+    """The contest-date window for `benchmark`: the one given, else the preset's (if any)."""
+    if start_date or end_date or preset is None:
+        return start_date, end_date
+    return get_preset(preset).date_window(benchmark)
+
+
 def run(benchmarks: dict[str, str | None], generator, tracer, out_dir: str | os.PathLike, *,
         limit: int | None = None, start_date: str | None = None, end_date: str | None = None,
-        progress: bool = True, overwrite: bool = False, **overrides) -> dict[str, dict]:
+        preset: str | None = None, progress: bool = True, overwrite: bool = False, **overrides) -> dict[str, dict]:
     """Evaluate several benchmarks ({name: data path or None}) into out_dir; returns {name: summary}.
-    `overrides` are EvalSettings fields applied over each benchmark's defaults."""
+    `overrides` are EvalSettings fields applied over each benchmark's defaults and the preset's
+    (which also supplies date windows where none is given)."""
     summaries = {}
     for name, path in benchmarks.items():
-        items = load_benchmark(name, path, limit=limit, start_date=start_date, end_date=end_date)
+        first, last = date_window(name, preset, start_date, end_date)
+        items = load_benchmark(name, path, limit=limit, start_date=first, end_date=last)
         if isinstance(generator, OracleGenerator):
             check_oracle(name, items)
-        settings = settings_for(name, **overrides)
+        settings = settings_for(name, preset, **overrides)
         summaries[name] = evaluate(name, items, generator, tracer, out_dir, settings,
                                    data_path=str(Path(path).absolute()) if path else None, progress=progress,
                                    overwrite=overwrite)

@@ -2,7 +2,8 @@
 
 - codegen: the program built from the response (docs/eval.md, "programs") runs against the item's
   tests in the tracer sandbox (`run_tests`); it passes when every test passes.
-- output_prediction / test_output: the predicted value's text is parsed with
+- output_prediction / test_output: the predicted value's text (from the `[ANSWER]` assertion, or
+  from the last `\\boxed{...}` for items whose answer_format is "boxed") is parsed with
   `tracer.compare.parse_prediction` and compared with the expected value. The predicted text is
   never executed, so `x or True` is a parse failure, not a pass.
 - input_prediction: the predicted arguments are parsed the same way, rendered back as literal text
@@ -22,7 +23,7 @@ import re
 from typing import Sequence
 
 from coderl_jax.data.responses import extract_code
-from coderl_jax.eval.answers import AnswerError, predicted_arguments, predicted_output_text
+from coderl_jax.eval.answers import AnswerError, predicted_arguments, predicted_boxed_text, predicted_output_text
 from coderl_jax.eval.benchmarks import VALUE_LIMITS, EvalItem
 from tracer.compare import compare, compare_value, parse_prediction, typed_equal
 from tracer.values import Typed, is_complete, render, serialize, to_python
@@ -135,7 +136,11 @@ def score_responses(items: Sequence[EvalItem], responses: Sequence[Sequence[str]
             text = scored_text(item, response, raw)
             expected = item.reference["expected"]
             if item.kind in ("output_prediction", "test_output"):
-                predicted = predicted_output_text(text)
+                boxed = item.answer_format == "boxed"
+                predicted = predicted_boxed_text(text) if boxed else predicted_output_text(text)
+                if predicted is None:
+                    res.update(passed=False, status="no_answer", answer=None, error="no \\boxed{...} answer")
+                    continue
                 res["answer"] = _short(predicted)
                 if not parse_prediction(predicted)[0]:
                     res.update(passed=False, status="no_answer", error="the predicted value is not a literal")

@@ -13,8 +13,8 @@ from tracer.values import serialize
 
 
 def test_registry_names():
-    assert list(BENCHMARKS) == ["humaneval", "mbpp", "leetcode", "lcb_codegen", "lcb_execution", "cruxeval_o",
-                                "cruxeval_i", "lcb_test_output", "problems"]
+    assert list(BENCHMARKS) == ["humaneval", "mbpp", "leetcode", "lcb_codegen", "lcb_execution",
+                                "lcb_execution_boxed", "cruxeval_o", "cruxeval_i", "lcb_test_output", "problems"]
     assert BENCHMARKS["lcb_codegen"].defaults["n"] == 10 and BENCHMARKS["lcb_codegen"].defaults["temperature"] == 0.2
     assert BENCHMARKS["humaneval"].defaults["temperature"] == 0.0
 
@@ -111,6 +111,7 @@ def _drop(rows: list[dict], index: int, field: str) -> list[dict]:
     ("leetcode", "leetcode", "test"),
     ("lcb_codegen", "lcb_codegen", "question_content"),
     ("lcb_execution", "lcb_execution", "output"),
+    ("lcb_execution_boxed", "lcb_execution", "input"),
     ("lcb_test_output", "lcb_test_output", "function_name"),
     ("cruxeval_o", "cruxeval", "code"),
     ("cruxeval_i", "cruxeval", "input"),
