@@ -137,3 +137,15 @@ def test_new_switches_are_validated_with_the_field_named():
     d = AlignmentConfig()
     assert (d.targets, d.harvest_calls, d.prompt, d.check_determinism, d.max_value_chars) == (
         "last", True, "compact", True, 200)
+
+
+def test_documented_alignment_switches_exist():
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    fields = {f.name for f in dataclasses.fields(AlignmentConfig)}
+    for page in ("paper.md", "alignment.md"):
+        named = set(re.findall(r"`alignment\.([a-z_]+)", (docs / page).read_text()))
+        assert named and named <= fields, (page, named - fields)
