@@ -9,7 +9,8 @@ JSON so that the buffer can be checkpointed and a harvest can be inspected or re
     call      for call-style problems, the call that was appended and printed, e.g. "f(3, [1, 2])"
     output    the program's actual stdout (the label; not the problem's expected output)
     targets   [{"name": qualified name ("x", "main.total"), "value": typed value (tracer form),
-               "json": the value as JSON (tuples as lists, dict keys as strings)}] in trace order
+               "json": the value as JSON (tuples as lists, dict keys as strings)}] in the order
+               asked (trace order; first-definition order under the official target rule)
     source    the problem id it was harvested from; `step` the training step that harvested it
 """
 
