@@ -28,8 +28,8 @@ from coderl_jax.alignment.records import AlignmentRecord
 from coderl_jax.alignment.targets import choose_targets, needs_events, traced_program
 from coderl_jax.data.responses import extract_code
 
-DROP_REASONS = ("no_code", "unsupported_tests", "call_style", "error", "timeout", "silent", "nondeterministic", "duplicate",
-                "too_long")
+DROP_REASONS = ("no_code", "unsupported_tests", "call_style", "error", "timeout", "silent", "nondeterministic",
+                "duplicate", "too_long")
 
 
 def runnable(program: str, tests: dict) -> tuple[str, str, str] | None:
@@ -82,8 +82,9 @@ def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Seque
         seen_runs.add(run)
         jobs.append((problem, run))
     per_line = needs_events(targets)
-    requests = [{"id": str(i), "program": traced_program(prog, targets), "stdin": stdin, "timeout_s": timeout_s, "per_line": per_line,
-                 "check_determinism": check_determinism} for i, (_, (prog, stdin, _)) in enumerate(jobs)]
+    requests = [{"id": str(i), "program": traced_program(prog, targets), "stdin": stdin, "timeout_s": timeout_s,
+                 "per_line": per_line, "check_determinism": check_determinism}
+                for i, (_, (prog, stdin, _)) in enumerate(jobs)]
     results = tracer.trace(requests) if requests else []
     records, seen_outputs = [], set()
     for (problem, (prog, stdin, call)), res in zip(jobs, results):

@@ -67,7 +67,7 @@ def alignment_prompt(record: AlignmentRecord, layout: str = "compact") -> str:
     if layout == "compact":
         return f"{INSTRUCTIONS}\n\n{program}\n\n{given}\n\n{variables}"
     if layout == "official":
-        return f"{OFFICIAL_TASK}\n\n{program}\n\n{given}\n\n{variables}\n\n{OFFICIAL_INSTRUCTIONS}\n\n{OFFICIAL_EXAMPLE}"
+        return "\n\n".join((OFFICIAL_TASK, program, given, variables, OFFICIAL_INSTRUCTIONS, OFFICIAL_EXAMPLE))
     raise ValueError(f"alignment.prompt must be one of {LAYOUTS}, got {layout!r}")
 
 

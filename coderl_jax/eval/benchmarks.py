@@ -11,7 +11,7 @@ for anything missing or malformed. File formats, prompts and scoring: docs/eval.
 | leetcode        | codegen           | PRIME / DeepSeek-Coder LeetCode JSONL         | a solution field, if any |
 | lcb_codegen     | codegen           | LiveCodeBench code_generation rows            | none               |
 | lcb_execution   | output_prediction | LiveCodeBench execution rows                  | the given output   |
-| lcb_execution_boxed | output_prediction | the same rows, the paper's prompt: answer as \boxed{...} | the given output |
+| lcb_execution_boxed | output_prediction | the same rows, asked for a \\boxed{...} answer | the given output |
 | lcb_test_output | test_output       | LiveCodeBench test_generation rows            | the given output   |
 | cruxeval_o      | output_prediction | CRUXEval JSONL                                | the given output   |
 | cruxeval_i      | input_prediction  | CRUXEval JSONL                                | the given input    |
@@ -65,7 +65,7 @@ class EvalItem:
     reference    reasoning: {"code": trusted program, "fn_name", "call": call text shown,
                  "expected": typed value (tracer.values form)}
     answer_format  output prediction: "assert" (`[ANSWER] assert call == value [/ANSWER]`) or
-                 "boxed" (`\boxed{value}`, the paper's code reasoning prompt)
+                 "boxed" (`\\boxed{value}`, the paper's code reasoning prompt)
     canonical    a chat-mode response that must score 1 (the oracle check), or None
     """
 

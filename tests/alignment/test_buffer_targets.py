@@ -101,7 +101,8 @@ def test_official_targets_are_module_level_simple_and_public():
 
     names = official(k=10, **{"x": 1, "main.total": 5, "S.M": 3, "_hidden": 2, "dd": collections.defaultdict(int),
                                   "cnt": collections.Counter("ab"), "obj": object(), "s": {3, 1, 2}, "t": (1, 2),
-                                  "d": {1: "a"}, "none": None, "f": 1.5, "flag": True, "text": "hi", "nan": float("nan"),
+                                  "d": {1: "a"}, "none": None, "f": 1.5, "flag": True, "text": "hi",
+                                  "nan": float("nan"),
                                   "long": list(range(100))})
     # function locals and class attributes are not module-level; "_" names, dict subclasses and objects
     # are not simple; nan has no JSON form; no length limit under max_value_chars=0

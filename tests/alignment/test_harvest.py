@@ -41,8 +41,8 @@ def test_harvest_keeps_failed_programs_with_their_own_output(pool):
     ]
     problems, responses, rewards = zip(*rollouts)
     records, counts = harvest(pool, problems, responses, rewards, k=3, targets="last", step=7, timeout_s=1.0)
-    assert counts == {"considered": 10, "harvested": 2, "no_code": 1, "unsupported_tests": 1, "call_style": 0, "error": 1,
-                      "timeout": 1, "silent": 1, "nondeterministic": 1, "duplicate": 2, "too_long": 0}
+    assert counts == {"considered": 10, "harvested": 2, "no_code": 1, "unsupported_tests": 1, "call_style": 0,
+                      "error": 1, "timeout": 1, "silent": 1, "nondeterministic": 1, "duplicate": 2, "too_long": 0}
     stdio, call = records
     assert stdio.output == "6\n" and stdio.stdin == "4\n" and stdio.source == "p_stdio" and stdio.step == 7
     # the last three defined variables, function locals included (the official code sees none here)
