@@ -341,9 +341,9 @@ def generate_tokens(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
                        jnp.minimum(num_r, max_new))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "spec", "slots"))
+@functools.partial(jax.jit, static_argnames=("cfg", "spec", "slots", "mesh", "data_axes"))
 def generate_refill(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, key, limit_r=None, *,
-                    spec: DecodeSpec, slots: int) -> GenerateOut:
+                    spec: DecodeSpec, slots: int, mesh=None, data_axes: tuple[str, ...] = ()) -> GenerateOut:
     """`generate_tokens` through `slots` decode rows that are refilled: the B*n sequences wait in a
     queue, and when a row's sequence ends (EOS or its cap) the next waiting sequence takes the row
     (its prompt's keys and values copied into the row's cache) and decodes on. The call ends when
@@ -351,17 +351,43 @@ def generate_refill(params: dict, cfg: ModelConfig, prompt_bp, prompt_mask_bp, k
 
     Same arguments and result as `generate_tokens` (row r*n + j is sample j of prompt r), and the
     same tokens: each sequence's step i draws the same uniform number as in `generate_tokens`.
+
+    With a `mesh`, every data shard (`data_axes`) refills its own slots / shards rows from its own
+    prompts (`shard_map`), so no prompt cache or decode row crosses shards; the other mesh axes
+    (tensor) stay with the compiler.
     """
     TRACE_COUNTS["generate_refill"] += 1
+    b, p = prompt_bp.shape
+    rows = b * spec.n
+    uniforms_tr = _draws(key, spec, rows)
+    limit_r = (jnp.full((rows,), spec.max_new_tokens, jnp.int32) if limit_r is None
+               else jnp.minimum(limit_r, spec.max_new_tokens).astype(jnp.int32))
+    axes = tuple(a for a in data_axes if mesh is not None and a in mesh.shape)
+    shards = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    if shards == 1:
+        return _refill(params, prompt_bp, prompt_mask_bp, uniforms_tr, limit_r, cfg, spec, slots)
+    if b % shards or slots % shards:
+        raise ValueError(f"{b} prompts and {slots} slots must split over the {shards} data shards")
+    from jax.sharding import PartitionSpec as P
+
+    rows_spec = P(axes)
+    local = jax.shard_map(
+        functools.partial(_refill, cfg=cfg, spec=spec, slots=slots // shards), mesh=mesh,
+        in_specs=(P(), rows_spec, rows_spec, P(None, axes), rows_spec), out_specs=GenerateOut(*[rows_spec] * 4),
+        axis_names=frozenset(axes), check_vma=False)
+    return local(params, prompt_bp, prompt_mask_bp, uniforms_tr, limit_r)
+
+
+def _refill(params, prompt_bp, prompt_mask_bp, uniforms_tr, limit_r, cfg: ModelConfig, spec: DecodeSpec,
+            slots: int) -> GenerateOut:
+    """The refilled decode of `generate_refill` over these prompts and rows (one data shard's)."""
     b, p = prompt_bp.shape
     n, max_new = spec.n, spec.max_new_tokens
     rows = b * n
     prompt_mask_bp = prompt_mask_bp.astype(bool)
     params, prompt_cache, logits_bv, positions_bp, head_hv = _prefill(params, cfg, prompt_bp, prompt_mask_bp, spec)
-    uniforms_tr = _draws(key, spec, rows)
     total = uniforms_tr.shape[0]
     eos = jnp.asarray(spec.eos_ids or (-1,), jnp.int32)
-    limit_r = jnp.full((rows,), max_new, jnp.int32) if limit_r is None else jnp.minimum(limit_r, max_new)
     TRACE_LOG.append(("decode_refill", slots, p))
 
     # every sequence's first token, from its prompt's last logits (the decode rows start at token 2)
@@ -599,7 +625,8 @@ class Sampler:
         (`coderl plan` lowers the same call; see `prompt_sharding`)."""
         args = (params, self.cfg, tokens, mask, key)
         if self.slots and self.slots < tokens.shape[0] * spec.n:
-            return generate_refill, args, {"spec": spec, "slots": self.slots}
+            on_mesh = {"mesh": self.mesh, "data_axes": self.data_axes} if self.mesh is not None else {}
+            return generate_refill, args, {"spec": spec, "slots": self.slots, **on_mesh}
         return generate_tokens, args, {"spec": spec}
 
     def prompt_sharding(self):

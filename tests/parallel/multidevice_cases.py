@@ -168,6 +168,11 @@ def test_sampling_copy_has_the_sampling_layout_and_samples_like_one_device(model
     alone = Sampler(single_cfg, single_params).generate(prompts, sp)
     assert [[c.token_ids for c in g] for g in on_mesh] == [[c.token_ids for c in g] for g in alone]
     assert all(len(c.token_ids) > 0 for g in alone for c in g)
+    # through refilled rows, each data shard refilling its own (4 shards x 2 rows for 4 x 4 sequences)
+    sp4 = SamplingParams(n=4, max_new_tokens=6, temperature=0.0, seed=0)
+    refill = Sampler(cfg, copy, mesh=mesh, data_axes=BATCH_AXES, slots=8).generate(prompts, sp4)
+    assert [[c.token_ids for c in g] for g in refill] == [[c.token_ids for c in g] for g in
+                                                            Sampler(single_cfg, single_params).generate(prompts, sp4)]
 
     # on GPU/TPU the copy holds its layers stacked for the sampler's layer scan (no re-stacking
     # per call), each stacked weight laid out as one layer's weight with the layer axis whole
