@@ -29,6 +29,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory) -> Path:
+    """One XLA compile cache directory for the `coderl train` runs of several tests: runs of the same
+    programs in different tests (the tiny_cpu runs of the gs:// checkpoint and the preemption tests)
+    compile them once. The cache is keyed by the program and the compiler's settings, so it never
+    changes a result; it starts empty, so nothing comes from outside the test run."""
+    return tmp_path_factory.mktemp("xla")
+
+
+@pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     """(url, environment for the clients, its log) of a GCS emulator holding the bucket `bucket`
     (gcs_emulator.py: gcp-storage-emulator with GCS's generation header and conditions)."""

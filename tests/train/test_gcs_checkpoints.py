@@ -44,10 +44,13 @@ OVERRIDES = [f"steps={STEPS}", "checkpoint_every=1", "keep_checkpoints=2", "eval
              "loss.entropy_coef=0.01", "optim.learning_rate=3e-3", "seed=2"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(taken: tuple[int, ...] = ()) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:  # a port handed to a job whose coordinator may not have bound it yet
+            return port
 
 
 def objects(url: str, prefix: str) -> list[str]:
@@ -68,7 +71,8 @@ def committed_steps(url: str, run: str) -> set[int]:
             if n.count("/") == 2 and n.endswith("/commit_success.txt") and n.split("/")[1].isdigit()}
 
 
-def start(tmp: Path, name: str, env_extra: dict, *, processes: int, port: int = 0) -> list[subprocess.Popen]:
+def start(tmp: Path, name: str, env_extra: dict, *, processes: int, port: int = 0,
+          compile_cache: Path) -> list[subprocess.Popen]:
     """`coderl train` as `processes` processes, each with its own local out_dir, checkpointing to
     gs://bucket/<name>."""
     procs = []
@@ -77,8 +81,9 @@ def start(tmp: Path, name: str, env_extra: dict, *, processes: int, port: int = 
         env = {**os.environ, **env_extra, "JAX_PLATFORMS": "cpu",
                "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
-               "CODERL_CACHE": str(tmp / "cache"), "CODERL_DATA_DIR": str(tmp / f"data{i}"),  # per host
-               "CODERL_COMPILE_CACHE": str(tmp / "xla")}  # one compile cache for all of the module's runs
+               # per host and per run: two runs side by side must not build one dataset together
+               "CODERL_CACHE": str(tmp / "cache"), "CODERL_DATA_DIR": str(tmp / name / f"data{i}"),
+               "CODERL_COMPILE_CACHE": str(compile_cache)}  # one compile cache for all of the runs
         for key in ("JAX_COORDINATOR_ADDRESS", "CODERL_NUM_PROCESSES", "CODERL_PROCESS_ID", "CODERL_DISTRIBUTED"):
             env.pop(key, None)
         if processes > 1:
@@ -134,8 +139,8 @@ def kill_after_checkpoint(procs, tmp, name, url, step: int) -> None:
 
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory) -> Path:
-    """The directory of the module's runs, with their shared caches (compiled programs, the tiny
-    random policy: built here once, before several processes of one job would each build it)."""
+    """The directory of the module's runs, with their shared cache (the tiny random policy: built
+    here once, before several processes of one job would each build it)."""
     tmp = tmp_path_factory.mktemp("gcs_runs")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "CODERL_CACHE": str(tmp / "cache")}
     subprocess.run([sys.executable, "-c", "from coderl_jax.models.tiny import default_model_dir; default_model_dir()"],
@@ -145,12 +150,52 @@ def runs_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("processes", [2, 1], ids=["2_processes", "1_process"])
-def test_killed_run_resumes_from_gcs_like_an_uninterrupted_one(emulator, runs_dir, processes):
+def test_killed_run_resumes_from_gcs_like_an_uninterrupted_one(emulator, runs_dir, compile_cache, processes):
     url, env, emulator_log = emulator
     tmp = runs_dir
     whole, killed = f"whole{processes}", f"killed{processes}"
 
-    wait_all(start(tmp, whole, env, processes=processes, port=_free_port()), tmp, whole)
+    # the uninterrupted run is independent of the interrupted one: it runs alongside it (a process
+    # of a resumed job mostly waits for the other one's compiles), and is checked once both are done
+    def launch(name: str, port: int) -> list[subprocess.Popen]:
+        return start(tmp, name, env, processes=processes, port=port, compile_cache=compile_cache)
+
+    whole_port = _free_port()
+    whole_procs = launch(whole, whole_port)
+    try:
+        procs = launch(killed, _free_port((whole_port,)))
+        kill_after_checkpoint(procs, tmp, killed, url, step=processes % 2 + 1)  # 2 processes: step 1, 1: step 2
+        assert len(metrics(tmp, killed)) < STEPS  # it really was interrupted
+        log = tmp / killed / "host0.log"
+
+        if processes == 2:
+            # resumed, then stopped by a preemption notice that only process 1 receives: both processes
+            # stop after the same step, with its checkpoint in the bucket, and exit with status 75
+            procs = launch(killed, _free_port((whole_port,)))
+            deadline = time.time() + 600
+            while len(metrics(tmp, killed)) < 2:
+                assert all(p.poll() is None for p in procs), log_tail(tmp, killed)
+                assert time.time() < deadline, log_tail(tmp, killed)
+                time.sleep(0.1)
+            procs[1].send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
+            for p in procs:
+                p.wait(timeout=120)
+            assert [p.returncode for p in procs] == [EXIT_PREEMPTED] * 2, log_tail(tmp, killed)
+            assert time.monotonic() - t0 < 60  # preemption_timeout_s
+            last = metrics(tmp, killed)[-1]["step"]
+            assert last in (2, 3) and last in committed_steps(url, killed)
+            assert f"stopped on SIGTERM after step {last}" in log.read_text()
+            assert "resumed from step 1" in log.read_text()
+
+        wait_all(launch(killed, _free_port((whole_port,))), tmp, killed)
+        wait_all(whole_procs, tmp, whole)
+    finally:
+        for p in whole_procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
     reference = metrics(tmp, whole)
     assert [r["step"] for r in reference] == list(range(1, STEPS + 1))
     assert all(r["actor/grad_norm"] > 0 for r in reference)  # every update changes the parameters
@@ -161,32 +206,6 @@ def test_killed_run_resumes_from_gcs_like_an_uninterrupted_one(emulator, runs_di
     # nothing of the run on local disk but process 0's metrics and each host's own files
     assert not (tmp / whole / "host0" / "checkpoints").exists() and not (tmp / whole / "host1" / "checkpoints").exists()
 
-    procs = start(tmp, killed, env, processes=processes, port=_free_port())
-    kill_after_checkpoint(procs, tmp, killed, url, step=processes % 2 + 1)  # 2 processes: step 1, 1: step 2
-    assert len(metrics(tmp, killed)) < STEPS  # it really was interrupted
-    log = tmp / killed / "host0.log"
-
-    if processes == 2:
-        # resumed, then stopped by a preemption notice that only process 1 receives: both processes
-        # stop after the same step, with its checkpoint in the bucket, and exit with status 75
-        procs = start(tmp, killed, env, processes=processes, port=_free_port())
-        deadline = time.time() + 600
-        while len(metrics(tmp, killed)) < 2:
-            assert all(p.poll() is None for p in procs), log_tail(tmp, killed)
-            assert time.time() < deadline, log_tail(tmp, killed)
-            time.sleep(0.1)
-        procs[1].send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        for p in procs:
-            p.wait(timeout=120)
-        assert [p.returncode for p in procs] == [EXIT_PREEMPTED] * 2, log_tail(tmp, killed)
-        assert time.monotonic() - t0 < 60  # preemption_timeout_s
-        last = metrics(tmp, killed)[-1]["step"]
-        assert last in (2, 3) and last in committed_steps(url, killed)
-        assert f"stopped on SIGTERM after step {last}" in log.read_text()
-        assert "resumed from step 1" in log.read_text()
-
-    wait_all(start(tmp, killed, env, processes=processes, port=_free_port()), tmp, killed)
     assert f"resumed from step {last if processes == 2 else 2}" in log.read_text()
     resumed = metrics(tmp, killed)
     assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))

@@ -27,14 +27,15 @@ OVERRIDES = [f"steps={STEPS}", "checkpoint_every=100", "eval.every=0", "progress
              "optim.learning_rate=3e-3", "seed=4"]
 
 
-def _env(tmp: Path) -> dict:
+def _env(tmp: Path, compile_cache: Path, data_dir: str) -> dict:
     return {**os.environ, "JAX_PLATFORMS": "cpu", "CODERL_CACHE": str(tmp / "cache"),
-            "CODERL_DATA_DIR": str(tmp / "tfds"), "CODERL_COMPILE_CACHE": str(tmp / "xla")}
+            "CODERL_DATA_DIR": str(tmp / data_dir), "CODERL_COMPILE_CACHE": str(compile_cache)}
 
 
-def _train(tmp: Path, out: Path, *extra) -> subprocess.Popen:
+def _train(tmp: Path, out: Path, *extra, compile_cache: Path, data_dir: str = "tfds",
+           stdout=subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "coderl_jax.cli", "train", "--config", "tiny_cpu", f"out_dir={out}",
-                             *OVERRIDES, *extra], env=_env(tmp), cwd=tmp, stdout=subprocess.PIPE,
+                             *OVERRIDES, *extra], env=_env(tmp, compile_cache, data_dir), cwd=tmp, stdout=stdout,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -48,37 +49,44 @@ def _steps_on_disk(out: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_the_last_step_exits_75_and_resumes(tmp_path):
+def test_sigterm_checkpoints_the_last_step_exits_75_and_resumes(tmp_path, compile_cache):
+    # the uninterrupted run is independent of the stopped one: it runs alongside it (with a dataset
+    # directory of its own: two builds into one directory would collide) and is checked after it
     whole = tmp_path / "whole"
-    proc = _train(tmp_path, whole)
-    out, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, out[-5000:]
+    with open(tmp_path / "whole.log", "w") as log:  # a file: nobody reads a pipe while the other runs
+        whole_proc = _train(tmp_path, whole, compile_cache=compile_cache, data_dir="tfds_whole", stdout=log)
+    try:
+        stopped = tmp_path / "stopped"
+        bound = 60
+        proc = _train(tmp_path, stopped, f"preemption_timeout_s={bound}", compile_cache=compile_cache)
+        deadline = time.time() + 900
+        while not ((stopped / "metrics.jsonl").exists() and (stopped / "metrics.jsonl").read_text().strip()):
+            if proc.poll() is not None:
+                pytest.fail("the run ended before SIGTERM:\n" + proc.stdout.read()[-5000:])
+            assert time.time() < deadline, "no step finished in 900 s"
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        # to the whole process group, as tpu_scripts/launch.sh stops a run and as a shutdown does; step 1
+        # is done (not checkpointed: checkpoint_every=100)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=bound + 60)
+        took = time.monotonic() - t0
+        assert proc.returncode == EXIT_PREEMPTED, out[-5000:]
+        assert took < bound, f"exited {took:.0f} s after SIGTERM"
+        last = _metrics(stopped)[-1]["step"]
+        assert 1 <= last < STEPS, out[-5000:]  # it stopped early, after a completed step
+        assert _steps_on_disk(stopped) == [last]  # that step's checkpoint, written on the way out
+        assert f"stopped on SIGTERM after step {last}" in out
+        whole_proc.wait(timeout=900)
+    finally:
+        if whole_proc.poll() is None:
+            whole_proc.kill()
+            whole_proc.wait()
+    assert whole_proc.returncode == 0, (tmp_path / "whole.log").read_text()[-5000:]
     reference = _metrics(whole)
     assert [r["step"] for r in reference] == list(range(1, STEPS + 1))
 
-    stopped = tmp_path / "stopped"
-    bound = 60
-    proc = _train(tmp_path, stopped, f"preemption_timeout_s={bound}")
-    deadline = time.time() + 900
-    while not ((stopped / "metrics.jsonl").exists() and (stopped / "metrics.jsonl").read_text().strip()):
-        if proc.poll() is not None:
-            pytest.fail("the run ended before SIGTERM:\n" + proc.stdout.read()[-5000:])
-        assert time.time() < deadline, "no step finished in 900 s"
-        time.sleep(0.1)
-    t0 = time.monotonic()
-    # to the whole process group, as tpu_scripts/launch.sh stops a run and as a shutdown does; step 1
-    # is done (not checkpointed: checkpoint_every=100)
-    os.killpg(proc.pid, signal.SIGTERM)
-    out, _ = proc.communicate(timeout=bound + 60)
-    took = time.monotonic() - t0
-    assert proc.returncode == EXIT_PREEMPTED, out[-5000:]
-    assert took < bound, f"exited {took:.0f} s after SIGTERM"
-    last = _metrics(stopped)[-1]["step"]
-    assert 1 <= last < STEPS, out[-5000:]  # it stopped early, after a completed step
-    assert _steps_on_disk(stopped) == [last]  # that step's checkpoint, written on the way out
-    assert f"stopped on SIGTERM after step {last}" in out
-
-    proc = _train(tmp_path, stopped)
+    proc = _train(tmp_path, stopped, compile_cache=compile_cache)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-5000:]
     assert f"resumed from step {last}" in out
