@@ -63,13 +63,14 @@ def prepare_process() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     prepare_process()
-    enable_compile_cache()
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen != "plan":  # the plan compiles for a TPU topology with no TPU client: nothing to reload
+        enable_compile_cache()
     parser = argparse.ArgumentParser(prog="coderl", description="CodeRL+ in JAX")
     parser.add_argument("--traceback", action="store_true",
                         help="on an error in the input, show the full trace, not one line (also CODERL_TRACEBACK=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    argv = sys.argv[1:] if argv is None else argv
-    chosen = next((a for a in argv if not a.startswith("-")), None)
     modules = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text)

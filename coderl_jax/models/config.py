@@ -51,6 +51,9 @@ class ModelConfig:
     max_position_embeddings: int = 32768
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype of activations and matmuls
+    # the no-cache attention kernel (training, scoring): "auto" = blocked where the backend has one
+    # (splash on TPU, cuDNN on GPU; see models/blocked_attention.py), "xla" = the plain XLA kernel
+    attention: str = "auto"
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
@@ -63,6 +66,8 @@ class ModelConfig:
                 f"num_attention_heads={self.num_heads} is not a multiple of "
                 f"num_key_value_heads={self.num_kv_heads}"
             )
+        if self.attention not in ("auto", "xla"):
+            raise ConfigError(f"attention={self.attention!r}: expected 'auto' or 'xla'")
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in DTYPES:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {sorted(DTYPES)}")

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from coderl_jax.models import blocked_attention
 from coderl_jax.models.config import ModelConfig
 
 NEG_INF = -1e30  # finite, so fully masked rows (left padding) give zeros, not NaN
@@ -225,10 +226,10 @@ def fuse_projections() -> bool:
 
 
 def scan_layers() -> bool:
-    """Whether the cached forward (prefill and decode) runs its layers as one `lax.scan` over
-    stacked weights and a stacked KV cache instead of a Python loop. Off on XLA:CPU, where the
-    unrolled layers are faster for small models; on GPU and TPU the sampler's compile time then no
-    longer grows with depth (a decode step is one layer body however many layers)."""
+    """Whether the forward runs its layers as one `lax.scan` over stacked weights (and, cached, a
+    stacked KV cache) instead of a Python loop: prefill, decode, scoring and the train step. Off on
+    XLA:CPU, where the unrolled layers are faster for small models; on GPU and TPU compile time
+    then no longer grows with depth (one layer body however many layers)."""
     return target_backend() != "cpu"
 
 
@@ -342,15 +343,17 @@ def rope_tables(cfg: ModelConfig, positions_bt, dtype):
     return jnp.cos(emb_btd).astype(dtype), jnp.sin(emb_btd).astype(dtype)
 
 
-def causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs):
+def causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs, mesh=None, attention: str = "auto"):
     """Attention without a cache (training, scoring): causal among the t tokens, keys restricted by
     `key_mask_bs` [b, t]. Returns [b, t, n*d]. Numerics are those of the cache path (scores in
     float32, divided by sqrt(d), masked to NEG_INF).
 
     For t >= 128 the queries are split in two halves and the first half scores only the first half
     of the keys, skipping the fully masked quarter of the causal square. On XLA:CPU the grouped
-    kernel below (`_grouped_attention`); elsewhere kv heads repeated to n and [b, n, t, d] operands,
-    so that a tensor axis over the query heads splits every operand the same way.
+    kernel below (`_grouped_attention`). On TPU and GPU a blocked kernel that never holds the
+    [t, t] scores (`blocked_attention`: splash on TPU, per shard of `mesh`; cuDNN on GPU) where the
+    shapes allow; otherwise kv heads repeated to n and [b, n, t, d] operands, so that a tensor axis
+    over the query heads splits every operand the same way.
     """
     b, t, n, d = q_btnd.shape
     kh = k_btkd.shape[2]
@@ -360,6 +363,11 @@ def causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs):
         k_bksd, v_bksd = k_btkd.transpose(0, 2, 1, 3), v_btkd.transpose(0, 2, 1, 3)
         out_bkrd = _grouped_attention(q_bkrd, k_bksd, v_bksd, key_mask_bs, g)
         return out_bkrd.reshape(b, kh, t, g, d).transpose(0, 2, 1, 3, 4).reshape(b, t, n * d)
+    kernel = blocked_attention.kernel_for(target_backend(), t, d, q_btnd.dtype, attention)
+    if kernel == "splash":
+        return blocked_attention.splash_attention(q_btnd, k_btkd, v_btkd, key_mask_bs, mesh)
+    if kernel == "cudnn":
+        return blocked_attention.cudnn_attention(q_btnd, k_btkd, v_btkd, key_mask_bs)
     dt = q_btnd.dtype
     q_bntd = q_btnd.transpose(0, 2, 1, 3)
     k_bnds = jnp.repeat(k_btkd, g, axis=2).transpose(0, 2, 3, 1)  # query head j uses kv head j // g
@@ -493,7 +501,7 @@ class ForwardOut(NamedTuple):
 
 def forward(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, *, mask_bt=None, kv_cache=None,
             cache_index=None, key_mask_bs=None, attend_len: int | None = None,
-            return_hidden: bool = False, remat: bool = False) -> ForwardOut:
+            return_hidden: bool = False, remat: bool = False, mesh=None) -> ForwardOut:
     """Pure forward pass.
 
     Without a cache: causal attention among `tokens_bt`, keys restricted by `mask_bt` (false at
@@ -501,12 +509,14 @@ def forward(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, *, mask_bt=
     slots being written. Returns logits [b, t, v] (compute dtype), or the final hidden states
     [b, t, h] when `return_hidden` (for chunked log-probs: see `head_weight`). `remat` (training,
     no cache) recomputes each decoder layer in the backward pass instead of keeping its activations.
+    `mesh` (no cache): the mesh the program runs on, for attention kernels that run per shard
+    (splash on TPU, see `blocked_attention`).
     """
     if kv_cache is None:
         if mask_bt is None:
             mask_bt = jnp.ones(tokens_bt.shape, bool)
         out = _forward_no_cache(params, cfg, tokens_bt, positions_bt, mask_bt.astype(bool),
-                                return_hidden=return_hidden, remat=remat)
+                                return_hidden=return_hidden, remat=remat, mesh=mesh)
         return ForwardOut(out, None)
     if cache_index is None or key_mask_bs is None:
         raise ValueError("forward with a kv_cache needs cache_index and key_mask_bs")
@@ -616,7 +626,7 @@ def _rope_tables_once(cfg: ModelConfig, positions_bt, dtype):
     return cos_btd, sin_btd
 
 
-def _layer_no_cache(lp: dict, cfg: ModelConfig, x_nh, cos_btd, sin_btd, key_mask_bs):
+def _layer_no_cache(lp: dict, cfg: ModelConfig, x_nh, cos_btd, sin_btd, key_mask_bs, mesh=None):
     b, t = key_mask_bs.shape
     n, d, eps = cfg.num_heads, cfg.head_dim, cfg.rms_norm_eps
     dt = x_nh.dtype
@@ -631,7 +641,7 @@ def _layer_no_cache(lp: dict, cfg: ModelConfig, x_nh, cos_btd, sin_btd, key_mask
         k_btkd = _rms_norm(k_btkd, attn["k_norm"]["weight"], eps)
     q_btnd = _rope_no_cache(q_btnd, cos_btd, sin_btd)
     k_btkd = _rope_no_cache(k_btkd, cos_btd, sin_btd)
-    out_nh = causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs).reshape(b * t, n * d)
+    out_nh = causal_self_attention(q_btnd, k_btkd, v_btkd, key_mask_bs, mesh, cfg.attention).reshape(b * t, n * d)
     x_nh = x_nh + out_nh @ attn["o_proj"].astype(dt)
     mlp = lp["mlp"]
     h_nh = _rms_norm(x_nh, lp["post_attention_layernorm"]["weight"], eps)
@@ -639,15 +649,26 @@ def _layer_no_cache(lp: dict, cfg: ModelConfig, x_nh, cos_btd, sin_btd, key_mask
 
 
 def _forward_no_cache(params: dict, cfg: ModelConfig, tokens_bt, positions_bt, key_mask_bs, *,
-                      return_hidden: bool, remat: bool):
+                      return_hidden: bool, remat: bool, mesh=None):
     b, t = tokens_bt.shape
     x_nh = jnp.take(params["embed_tokens"], tokens_bt.reshape(b * t), axis=0).astype(cfg.jnp_dtype)
     cos_btd, sin_btd = _rope_tables_once(cfg, positions_bt, x_nh.dtype)
-    layer_fn = functools.partial(_layer_no_cache, cfg=cfg)
+    layer_fn = functools.partial(_layer_no_cache, cfg=cfg, mesh=mesh)
     if remat:  # recompute each layer in the backward pass instead of keeping its activations
         layer_fn = jax.checkpoint(layer_fn)
-    for i in range(cfg.num_layers):
-        x_nh = layer_fn(params["layers"][i], x_nh=x_nh, cos_btd=cos_btd, sin_btd=sin_btd, key_mask_bs=key_mask_bs)
+    if scan_layers() or "stacked_layers" in params:
+        # one layer body in the program (GPU/TPU): compile time does not grow with depth. The
+        # per-layer weights are stacked inside the program (a copy; their gradient is unstacked)
+        stacked = params["stacked_layers"] if "stacked_layers" in params else stack_layers(params, cfg)["stacked_layers"]
+
+        def body(x_nh, lp):
+            return layer_fn(lp, x_nh=x_nh, cos_btd=cos_btd, sin_btd=sin_btd, key_mask_bs=key_mask_bs), None
+
+        x_nh, _ = jax.lax.scan(body, x_nh, stacked)
+    else:
+        for i in range(cfg.num_layers):
+            x_nh = layer_fn(params["layers"][i], x_nh=x_nh, cos_btd=cos_btd, sin_btd=sin_btd,
+                            key_mask_bs=key_mask_bs)
     hidden_nh = _rms_norm(x_nh, params["norm"]["weight"], cfg.rms_norm_eps)
     if return_hidden:
         return hidden_nh.reshape(b, t, -1)

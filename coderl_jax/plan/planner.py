@@ -170,7 +170,7 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     import jax.numpy as jnp
     from jax.experimental import topologies
 
-    from coderl_jax.models import transformer
+    from coderl_jax.models import blocked_attention, transformer
     from coderl_jax.models.config import ModelConfig
     from coderl_jax.parallel.mesh import data_parallel_size, make_mesh
     from coderl_jax.sampling.sampler import cache_slots
@@ -179,7 +179,7 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     topo_name, chip, chips = parse_topology(topology)
     hbm = (hbm_gib or chip.hbm_gib) * GIB
     path = Path(model_config) if model_config else model_config_path(cfg.model)
-    model_cfg = ModelConfig.from_file(path, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
+    model_cfg = ModelConfig.from_file(path, param_dtype=cfg.param_dtype, dtype=cfg.dtype, attention=cfg.attention)
     devices = topologies.get_topology_desc(platform="tpu", topology_name=topo_name).devices
     if len(devices) != chips:
         raise PlanError(f"topology {topo_name}: libtpu gave {len(devices)} devices, expected {chips}")
@@ -216,11 +216,14 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
         t0 = time.perf_counter()
         log(f"compiling {name} ...")
         with transformer.compiling_for("tpu"):  # the TPU layouts, not this CPU host's
-            compiled = fn.lower(*args, **kwargs).compile()
+            lowered = fn.lower(*args, **kwargs)
+            compiled = lowered.compile()
         mem = _mem(compiled)
         added = mem["arguments"] - resident_args + mem["outputs"] - mem["aliased"] + mem["temporaries"]
         report["programs"][name] = {**mem, "added": added, "peak": resident + added, "flops": _flops(compiled),
-                                    "compile_s": time.perf_counter() - t0}
+                                    "compile_s": time.perf_counter() - t0,
+                                    # Pallas (Mosaic) kernels in the program: the splash attention
+                                    "pallas_kernels": lowered.as_text().count("tpu_custom_call")}
         return report["programs"][name]
 
     # the packed lengths a run compiles the update and scoring for: the declared ones (code and
@@ -235,6 +238,8 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
             for fn, args, kwargs in (progs.update_call([(mini_rows, n)]), progs.scoring_call(micro_rows, n)):
                 fn.lower(*args, **kwargs)
     report["packed_lengths"] = {"declared": bool(declared), "lengths": lengths}
+    report["attention"] = blocked_attention.kernel_for("tpu", length, model_cfg.head_dim, model_cfg.jnp_dtype,
+                                                       model_cfg.attention)
 
     # update: the sharded train step on one mini-batch at the longest length
     upd = compile_program("update", progs.update_call([(mini_rows, length)]),
@@ -314,6 +319,11 @@ def _lengths_line(packed: dict) -> str:
             f"a run may compile an update per pair of lengths (packed_lengths declares at most 3)")
 
 
+ATTENTION_LINES = {"splash": "splash (blocked, no [L, L] scores in memory)",
+                   "xla": "XLA (scores [rows, heads, L, L] per layer; `attention=xla`, or L or head_dim not a "
+                          "multiple of 128)"}
+
+
 def format_report(rep: dict, config_name: str) -> str:
     progs = rep["programs"]
     res = rep["resident"]
@@ -361,6 +371,8 @@ def format_report(rep: dict, config_name: str) -> str:
         f"prompt bucket {rep['rollout_prompt_buckets']}" + ("" if rep["rollout_prompt_buckets_declared"] else
                                                              " (rollout.prompt_buckets fixes them)"),
         _lengths_line(rep["packed_lengths"]),
+        f"attention in update and scoring: {ATTENTION_LINES[rep['attention']]} (Pallas kernels in the update: "
+        f"{progs['update']['pallas_kernels']}, in scoring: {progs['scoring']['pallas_kernels']})",
         f"programs a run compiles: {rep['programs_to_compile']}",
     ]
     return "\n".join(lines)

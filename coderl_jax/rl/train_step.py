@@ -69,20 +69,23 @@ def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainSt
 
 
 def sequence_logprobs(params, model_cfg: ModelConfig, batch: dict, *, temperature: float = 1.0,
-                      chunk_rows: int = 1024, remat: bool = False, max_unchunked_elements: int = 0):
-    """(logprobs_bt, entropy_bt) of tokens[t+1] at every position t (last position: 0)."""
+                      chunk_rows: int = 1024, remat: bool = False, max_unchunked_elements: int = 0, mesh=None):
+    """(logprobs_bt, entropy_bt) of tokens[t+1] at every position t (last position: 0). `mesh`: the
+    mesh the program runs on (see `transformer.forward`)."""
     hidden_blh = transformer.forward(params, model_cfg, batch["tokens"], batch["positions"],
-                                     mask_bt=batch["attn_mask"], return_hidden=True, remat=remat).logits_btv
+                                     mask_bt=batch["attn_mask"], return_hidden=True, remat=remat,
+                                     mesh=mesh).logits_btv
     targets_bl = jnp.concatenate([batch["tokens"][:, 1:], jnp.zeros_like(batch["tokens"][:, :1])], axis=1)
     return token_logprobs(hidden_blh, transformer.head_weight(params, model_cfg), targets_bl,
                           chunk_rows=chunk_rows, temperature=temperature,
                           max_unchunked_elements=max_unchunked_elements)
 
 
-def _micro_loss(params, micro: dict, denominator, model_cfg: ModelConfig, loss_cfg: LossConfig):
+def _micro_loss(params, micro: dict, denominator, model_cfg: ModelConfig, loss_cfg: LossConfig, mesh=None):
     logp_bl, entropy_bl = sequence_logprobs(params, model_cfg, micro, temperature=loss_cfg.temperature,
                                             chunk_rows=loss_cfg.logprob_chunk_rows, remat=loss_cfg.remat,
-                                            max_unchunked_elements=loss_cfg.logprob_unchunked_elements)
+                                            max_unchunked_elements=loss_cfg.logprob_unchunked_elements,
+                                            mesh=mesh)
     mask = micro["loss_mask"].astype(jnp.float32)
     pg_bl, aux = policy_loss_per_token(logp_bl, micro["old_logprobs"], micro["advantages"],
                                        clip_low=loss_cfg.clip_low, clip_high=loss_cfg.clip_high,
@@ -109,7 +112,7 @@ def _micro_loss(params, micro: dict, denominator, model_cfg: ModelConfig, loss_c
 
 
 def train_step(state: TrainState, batch: dict | tuple[dict, ...], rng: jax.Array, *, model_cfg: ModelConfig,
-               loss_cfg: LossConfig, optimizer: optax.GradientTransformation, num_micro: int = 1):
+               loss_cfg: LossConfig, optimizer: optax.GradientTransformation, num_micro: int = 1, mesh=None):
     """One optimizer update on a mini-batch; returns (new_state, metrics).
 
     `batch` is one dict of [B, L] arrays, or a tuple of such dicts ("segments") whose shapes may
@@ -119,7 +122,8 @@ def train_step(state: TrainState, batch: dict | tuple[dict, ...], rng: jax.Array
     to the longest length (tests/rl/test_train_step.py), with less padding to compute.
 
     A non-finite loss or gradient skips the update (parameters and optimizer state unchanged,
-    `metrics["skipped"] = 1`) so the caller can report it and stop if it repeats.
+    `metrics["skipped"] = 1`) so the caller can report it and stop if it repeats. `mesh`: the mesh
+    the step runs on, for attention kernels that run per shard.
     """
     del rng  # the loss is deterministic; kept in the signature for stochastic extensions
     segments = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
@@ -135,7 +139,7 @@ def train_step(state: TrainState, batch: dict | tuple[dict, ...], rng: jax.Array
     denominator = jnp.maximum(denominator, 1e-8)
     token_count = sum(jnp.sum(m) for m in masks)
     num_tokens = jnp.maximum(token_count, 1.0)
-    grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
+    grad_fn = jax.value_and_grad(functools.partial(_micro_loss, mesh=mesh), has_aux=True)
 
     def segment_grads(seg):
         if num_micro == 1:
@@ -190,6 +194,7 @@ def make_train_step(model_cfg: ModelConfig, loss_cfg: LossConfig, optimizer: opt
     if state_shardings is None:
         return jax.jit(lambda s, b, r: fn(s, b, r), donate_argnums=(0,))
     replicated = NamedSharding(batch_sharding.mesh, P())
+    fn = functools.partial(fn, mesh=batch_sharding.mesh)
     return jax.jit(lambda s, b, r: fn(s, b, r), donate_argnums=(0,),
                    in_shardings=(state_shardings, batch_sharding, replicated),
                    out_shardings=(state_shardings, replicated))

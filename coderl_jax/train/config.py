@@ -119,6 +119,9 @@ class TrainConfig:
     packed_lengths: tuple[int, ...] = ()
     param_dtype: str = "float32"
     dtype: str = "float32"
+    # the update's and scoring's attention: "auto" = a blocked kernel that never holds [L, L]
+    # scores (Pallas splash on TPU, cuDNN on GPU, where the shapes allow), "xla" = the plain kernel
+    attention: str = "auto"
     checkpoint_every: int = 5
     # "" = <out_dir>/checkpoints. A multi-host job needs a directory every host sees (checked at
     # start-up): gs://BUCKET/PATH (the `gcs` extra) or a shared file system. "{bucket}" in it is
@@ -180,6 +183,7 @@ class TrainConfig:
              f"= {longest} tokens")
         need(self.loss.ref_dtype in ("auto", "float32", "bfloat16"),
              f"loss.ref_dtype={self.loss.ref_dtype!r}: expected auto, float32 or bfloat16")
+        need(self.attention in ("auto", "xla"), f"attention={self.attention!r}: expected auto or xla")
         need(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         need(self.preemption_timeout_s >= 0, "preemption_timeout_s must be >= 0 (0 = leave SIGTERM alone)")
         need(self.loss.temperature == self.rollout.temperature or self.rollout.temperature == 0,

@@ -66,6 +66,7 @@ def load_policy(cfg: TrainConfig, mesh=None):
 
     path = default_model_dir() if cfg.model == "tiny-random" else Path(cfg.model)
     model_cfg, params = load_hf(path, mesh=mesh, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
+    model_cfg = model_cfg.replace(attention=cfg.attention)
     tokenizer = load_tokenizer(path)
     return model_cfg, params, tokenizer, path
 

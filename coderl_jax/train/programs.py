@@ -136,11 +136,12 @@ def build_scoring(cfg: TrainConfig, model_cfg: ModelConfig, update: UpdateProgra
     vocabulary taken in chunks of rows (rl/logprobs.py). On a mesh (`update` built on one), the
     params come in the trainer's layout and the rows split over the batch axes."""
     loss = cfg.loss
+    mesh = None if update is None or update.batch_sharding is None else update.batch_sharding.mesh
 
     def score(params, batch):
         return sequence_logprobs(params, model_cfg, batch, temperature=loss.temperature,
                                  chunk_rows=loss.logprob_chunk_rows,
-                                 max_unchunked_elements=loss.logprob_unchunked_elements)
+                                 max_unchunked_elements=loss.logprob_unchunked_elements, mesh=mesh)
 
     if update is None or update.batch_sharding is None:
         return Recorded("scoring", jax.jit(score))

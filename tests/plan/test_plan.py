@@ -132,3 +132,35 @@ def test_plan_compiles_a_small_config_for_a_small_topology(tmp_path):
     assert rep["programs_to_compile"] == {"rollout": 2, "reshard": 1, "scoring": 4, "update": 2, "eval": 2}
     assert rep["programs"]["eval"]["temporaries"] > 0 and "evaluation's generation" in out
     assert "programs a run compiles" in out and "declared packed length [16, 32]" in out
+
+
+@needs_libtpu
+def test_plan_puts_splash_attention_in_the_update_and_scoring(tmp_path):
+    # head_dim 128 and packed lengths that are whole 128-token tiles: the update and scoring attend
+    # with the Pallas splash kernel, and hold fewer temporaries than with the XLA kernel
+    model = {**TINY_MODEL, "hidden_size": 256, "num_attention_heads": 2, "num_key_value_heads": 1}
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps(model))
+    config = tmp_path / "small.py"
+    config.write_text(SMALL_CONFIG.format(model=str(tmp_path / "model"))
+                      .replace("packed_lengths=(16, 32)", "packed_lengths=(128, 256)")
+                      .replace("max_prompt_tokens=16", "max_prompt_tokens=64").replace("max_new_tokens=8", "max_new_tokens=64")
+                      .replace("prompt_buckets=(8, 16)", "prompt_buckets=(64,)")
+                      .replace("EvalConfig(every=1, max_problems=8)", "EvalConfig(every=0)"))
+    env = {**os.environ, "TPU_LIBRARY_PATH": find_libtpu()}
+    env.pop("XLA_FLAGS", None)
+    env.pop("JAX_PLATFORMS", None)
+    reps = {}
+    for kernel in ("auto", "xla"):
+        proc = subprocess.run([sys.executable, "-m", "coderl_jax.cli", "plan", "--config", str(config), "--json",
+                               str(tmp_path / f"{kernel}.json"), f"attention={kernel}"], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+        assert "persistent compilation cache" not in proc.stderr  # the plan reads no cache it cannot load
+        reps[kernel] = json.loads((tmp_path / f"{kernel}.json").read_text())
+    splash, xla = reps["auto"], reps["xla"]
+    assert splash["attention"] == "splash" and xla["attention"] == "xla"
+    for name in ("update", "scoring"):
+        assert splash["programs"][name]["pallas_kernels"] > 0 and xla["programs"][name]["pallas_kernels"] == 0
+        assert splash["programs"][name]["temporaries"] < xla["programs"][name]["temporaries"], name
+    assert splash["programs"]["rollout"]["pallas_kernels"] == 0  # the decode keeps its cached attention
