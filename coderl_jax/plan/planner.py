@@ -156,7 +156,8 @@ def _flops(compiled) -> float:
 
 
 def sampler_flops_per_token(model_cfg, context: float) -> float:
-    """Forward FLOPs of one decode token at an average attended context of `context` slots."""
+    """Forward FLOPs of one token attending to `context` slots on average (a decode token: its
+    cache; a packed row of L tokens under the causal mask: L / 2)."""
     n, d, layers = model_cfg.num_heads, model_cfg.head_dim, model_cfg.num_layers
     matmul = 2 * (model_cfg.num_params() - model_cfg.vocab_size * model_cfg.hidden_size)  # no embedding lookup
     if model_cfg.tie_word_embeddings:
@@ -244,12 +245,16 @@ def plan(cfg, topology: str, *, model_config: str | None = None, mfu: float = 0.
     # update: the sharded train step on one mini-batch at the longest length
     upd = compile_program("update", progs.update_call([(mini_rows, length)]),
                           resident_args=param_bytes + opt_bytes + 4)
-    upd["flops_per_call"] = upd["flops"] * cfg.micro_batches  # XLA counts the micro-batch scan's body once
+    # analytic: XLA's cost analysis counts a loop's body once (the layer scan, the micro-batch scan)
+    # and sees no FLOPs in a Pallas kernel. Every row runs at the packed length (padding included);
+    # backward = 2 x forward, and remat recomputes the forward once more
+    row_flops = length * sampler_flops_per_token(model_cfg, length / 2)
+    upd["flops_per_call"] = mini_rows * row_flops * (4 if cfg.loss.remat else 3) / chips
     upd["calls"] = cfg.updates_per_step
 
     # scoring: old (and reference) log-probs, one micro-batch of rows per call
     sc = compile_program("scoring", progs.scoring_call(micro_rows, length), resident_args=param_bytes)
-    sc["flops_per_call"] = sc["flops"]
+    sc["flops_per_call"] = micro_rows * row_flops / chips
     sc["calls"] = (rows // micro_rows) * (2 if cfg.loss.kl_coef else 1)
 
     # reshard: the trainer's parameters -> the sampling copy, as the loop makes it before each rollout
@@ -361,8 +366,9 @@ def format_report(rep: dict, config_name: str) -> str:
         f"{100 * rep['peak'] / (rep['hbm_gib'] * GIB):.0f}%)",
         f"FLOPs per step: {rep['flops_per_step']:.3e} ({rep['flops_per_step_per_chip']:.3e} per chip): update "
         f"{progs['update']['flops_per_call'] * progs['update']['calls'] * rep['chips']:.2e}, scoring "
-        f"{progs['scoring']['flops_per_call'] * progs['scoring']['calls'] * rep['chips']:.2e} (XLA cost analysis), "
-        f"rollout {progs['rollout']['flops_per_call'] * progs['rollout']['calls'] * rep['chips']:.2e} (analytic)",
+        f"{progs['scoring']['flops_per_call'] * progs['scoring']['calls'] * rep['chips']:.2e}, "
+        f"rollout {progs['rollout']['flops_per_call'] * progs['rollout']['calls'] * rep['chips']:.2e} (analytic: "
+        f"2 x weights + causal attention per token, backward 2 x forward, remat one forward more)",
         f"step time at {rep['mfu']:.0%} MFU: {rep['step_s']:.1f} s (all FLOPs at {rep['mfu']:.0%} MFU: "
         f"{rep['step_s_compute']:.1f} s; the rollout is bounded below by its HBM reads, "
         f"{rep['step_s_rollout_hbm_bound']:.1f} s)",
