@@ -10,7 +10,8 @@ scores `[rows, heads, L, L]`: about 3 GiB a layer for a 7B model's rows at 5k to
           mesh under `shard_map` (a Pallas kernel is not partitioned by the compiler): rows over
           the batch axes, heads over `tensor`.
     GPU   `jax.nn.dot_product_attention(implementation="cudnn")` (cuDNN's fused flash attention),
-          when the compute dtype is 16-bit; a float32 model keeps the XLA kernel.
+          when the compute dtype is 16-bit (a float32 model keeps the XLA kernel); padding as
+          sequence lengths, each row rotated so that its real tokens come first.
 
 Numerics: scores in float32 divided by sqrt(head_dim), softmax over the causal keys whose mask
 is true, as the XLA kernel. Rows' padding positions differ (the XLA kernel gives a left-padding
@@ -120,13 +121,27 @@ def cudnn_fits(dtype) -> bool:
     return jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
-def cudnn_attention(q_btnd, k_btkd, v_btkd, key_mask_bs):
+def cudnn_attention(q_btnd, k_btkd, v_btkd, key_mask_bs, *, implementation: str = "cudnn"):
     """Causal attention by cuDNN's fused kernel (GPU, 16-bit operands): q [b, t, n, d], k/v
-    [b, t, k, d] (grouped heads native), key mask [b, t] -> [b, t, n*d]. Padding may be on both
-    sides of a row, so it goes in as a boolean key mask broadcast over heads and queries."""
+    [b, t, k, d] (grouped heads native), key mask [b, t] -> [b, t, n*d].
+
+    cuDNN takes padding only as sequence lengths (real tokens first, then padding), and a packed
+    row is [left padding][prompt][response][right padding]. Each row is rotated left by its
+    left padding, so that its real tokens come first in the same order (causal attention among
+    them is unchanged), attended with `query_seq_lengths` = `key_value_seq_lengths` = its real
+    token count, and rotated back. An all-padding row counts one token, so that no query row is
+    empty. (`implementation="xla"` runs the same path with XLA's kernel: the CPU tests.)"""
     b, t, n, d = q_btnd.shape
-    out_btnd = jax.nn.dot_product_attention(q_btnd, k_btkd, v_btkd, mask=key_mask_bs[:, None, None, :],
-                                            is_causal=True, scale=1.0 / math.sqrt(d), implementation="cudnn")
+    start_b = jnp.argmax(key_mask_bs, axis=1).astype(jnp.int32)  # the first real token (0 if none)
+    length_b = jnp.maximum(jnp.sum(key_mask_bs, axis=1), 1).astype(jnp.int32)
+    cols = jnp.arange(t, dtype=jnp.int32)[None]
+    take = lambda x, idx_bt: jnp.take_along_axis(x, idx_bt[:, :, None, None], axis=1)  # noqa: E731
+    forward_bt = (cols + start_b[:, None]) % t
+    q_r, k_r, v_r = (take(x, forward_bt) for x in (q_btnd, k_btkd, v_btkd))
+    out_r = jax.nn.dot_product_attention(q_r, k_r, v_r, is_causal=True, scale=1.0 / math.sqrt(d),
+                                         query_seq_lengths=length_b, key_value_seq_lengths=length_b,
+                                         implementation=implementation)
+    out_btnd = take(out_r, (cols - start_b[:, None]) % t)
     return out_btnd.reshape(b, t, n * d)
 
 
