@@ -25,6 +25,7 @@ ARCHITECTURES = {
 }
 MODEL_TYPES = {"qwen2": "qwen2", "qwen3": "qwen3", "llama": "llama"}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+ATTENTION_KERNELS = ("auto", "xla")  # `attention` values: see models/blocked_attention.py
 
 
 class ConfigError(UserError, ValueError):
@@ -66,7 +67,7 @@ class ModelConfig:
                 f"num_attention_heads={self.num_heads} is not a multiple of "
                 f"num_key_value_heads={self.num_kv_heads}"
             )
-        if self.attention not in ("auto", "xla"):
+        if self.attention not in ATTENTION_KERNELS:
             raise ConfigError(f"attention={self.attention!r}: expected 'auto' or 'xla'")
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in DTYPES:

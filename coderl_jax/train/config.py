@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from coderl_jax.alignment.config import AlignmentConfig
+from coderl_jax.models.config import ATTENTION_KERNELS
 from coderl_jax.optim import OptimConfig
 from coderl_jax.rl.train_step import LossConfig
 
@@ -183,7 +184,7 @@ class TrainConfig:
              f"= {longest} tokens")
         need(self.loss.ref_dtype in ("auto", "float32", "bfloat16"),
              f"loss.ref_dtype={self.loss.ref_dtype!r}: expected auto, float32 or bfloat16")
-        need(self.attention in ("auto", "xla"), f"attention={self.attention!r}: expected auto or xla")
+        need(self.attention in ATTENTION_KERNELS, f"attention={self.attention!r}: expected auto or xla")
         need(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         need(self.preemption_timeout_s >= 0, "preemption_timeout_s must be >= 0 (0 = leave SIGTERM alone)")
         need(self.loss.temperature == self.rollout.temperature or self.rollout.temperature == 0,

@@ -143,7 +143,7 @@ def build_scoring(cfg: TrainConfig, model_cfg: ModelConfig, update: UpdateProgra
                                  chunk_rows=loss.logprob_chunk_rows,
                                  max_unchunked_elements=loss.logprob_unchunked_elements, mesh=mesh)
 
-    if update is None or update.batch_sharding is None:
+    if mesh is None:
         return Recorded("scoring", jax.jit(score))
     rows = update.batch_sharding
     return Recorded("scoring", jax.jit(score, in_shardings=(update.state_shardings.params, rows),
