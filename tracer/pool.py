@@ -343,6 +343,12 @@ def _trace_key(res: dict) -> tuple:
             sorted((k, repr(v.get("value")) if isinstance(v, dict) else repr(v)) for k, v in variables.items()))
 
 
+def _check_requests(kind: str, requests: list) -> None:
+    check = _check_run_request if kind == "run_tests" else _check_trace_request
+    for i, req in enumerate(requests):
+        check(req, f"request {i} (id {req.get('id')!r})" if isinstance(req, dict) else f"request {i}")
+
+
 # ----------------------------------------------------------------------------- the pool
 class TracerPool:
     """Thread pool of sandbox workers with a bounded queue. Use as a context manager or call close()."""
@@ -376,11 +382,12 @@ class TracerPool:
 
     # -- public API ----------------------------------------------------------------------------
     def run_tests(self, requests: Iterable[dict], *, admit_timeout_s: float | None = None) -> list[dict]:
-        """Judge each request's program against its tests. Results in request order."""
+        """Judge each request's program against its tests. Results in request order. A batch larger
+        than the queue runs in chunks of at most the queue's capacity, one after another."""
         return self._batch("run_tests", list(requests), admit_timeout_s)
 
     def trace(self, requests: Iterable[dict], *, admit_timeout_s: float | None = None) -> list[dict]:
-        """Trace each request's program on its stdin. Results in request order."""
+        """Trace each request's program on its stdin. Results in request order (chunked as run_tests)."""
         return self._batch("trace", list(requests), admit_timeout_s)
 
     def health(self) -> dict:
@@ -401,9 +408,7 @@ class TracerPool:
 
     # -- internals -----------------------------------------------------------------------------
     def submit(self, kind: str, requests: list[dict], admit_timeout_s: float | None = None) -> list[Future]:
-        check = _check_run_request if kind == "run_tests" else _check_trace_request
-        for i, req in enumerate(requests):
-            check(req, f"request {i} (id {req.get('id')!r})" if isinstance(req, dict) else f"request {i}")
+        _check_requests(kind, requests)
         n = len(requests)
         if n > self.max_queue:
             raise QueueFull(f"batch of {n} exceeds the queue capacity {self.max_queue}; split it")
@@ -422,7 +427,11 @@ class TracerPool:
         return futures
 
     def _batch(self, kind: str, requests: list[dict], admit_timeout_s: float | None) -> list[dict]:
-        return [f.result() for f in self.submit(kind, requests, admit_timeout_s)]
+        _check_requests(kind, requests)  # all of them before any chunk runs: a bad request runs nothing
+        out: list[dict] = []
+        for start in range(0, len(requests), self.max_queue):
+            out += [f.result() for f in self.submit(kind, requests[start:start + self.max_queue], admit_timeout_s)]
+        return out
 
     def _loop(self) -> None:
         worker: Worker = threading.current_thread()._tracer_worker  # type: ignore[attr-defined]

@@ -114,8 +114,14 @@ def test_ids_order_and_request_errors(pool):
 
 def test_backpressure_is_an_error_not_a_hang():
     with TracerPool(workers=1, max_queue=2) as small:
-        with pytest.raises(QueueFull, match="exceeds"):
-            small.run_tests([call("def f():\n    return 1\n", "f", [[]], [1])] * 3)
+        one = call("def f():\n    return 1\n", "f", [[]], [1])
+        with pytest.raises(QueueFull, match="exceeds"):  # one submission may not exceed the queue ...
+            small.submit("run_tests", [one] * 3)
+        # ... a batch call runs in chunks of the queue's size, and checks every request first
+        assert [r["passed"] for r in small.run_tests([one] * 5)] == [True] * 5
+        with pytest.raises(RequestError, match="request 4"):
+            small.run_tests([one] * 4 + [{"tests": {}}])
+        assert small.health()["done"] == 5
         slow = stdio("import time\ntime.sleep(1.5)\n", [""], [""], timeout_s=5)
         futures = small.submit("run_tests", [slow, slow])
         t = time.monotonic()
