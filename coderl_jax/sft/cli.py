@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"share of each batch that is code examples; the rest alignment (default {d.code_fraction})")
     g.add_argument("--max-len", type=int, default=d.max_len,
                    help=f"longest training row in tokens; longer examples are dropped (default {d.max_len})")
+    g.add_argument("--length-bucket", type=int, default=d.length_bucket,
+                   help="batch rows of similar length, padded to a multiple of this many tokens (default 0: "
+                        "every row padded to its kind's longest example)")
     g.add_argument("--seed", type=int, default=d.seed, help="model init and batch order")
     g.add_argument("--log-every", type=int, default=d.log_every)
     g = parser.add_argument_group("evaluation")
@@ -126,6 +129,8 @@ def _check_args(args) -> str | None:
             return f"{flag}={value} must be >= 1"
     if args.lr <= 0:
         return f"--lr={args.lr} must be > 0"
+    if args.length_bucket < 0:
+        return f"--length-bucket={args.length_bucket} must be >= 0"
     if not 0.0 <= args.code_fraction <= 1.0:
         return f"--code-fraction={args.code_fraction} must be in [0, 1]"
     if not 0.0 <= args.rl_reserve < 1.0:
@@ -401,7 +406,7 @@ def main(args) -> int:
     cfg = sft.SFTConfig(steps=args.steps, batch_size=args.batch, max_len=args.max_len, learning_rate=args.lr,
                         warmup_steps=args.warmup, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
                         weight_decay=args.weight_decay, code_fraction=args.code_fraction, seed=args.seed,
-                        log_every=args.log_every)
+                        log_every=args.log_every, length_bucket=args.length_bucket)
     t_start = time.perf_counter()
     try:
         train, heldout, source = load_problems(args)

@@ -78,6 +78,10 @@ class SFTConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     code_fraction: float = 0.75  # share of each batch's rows that are code examples
+    # 0: every row of a kind is padded to that kind's longest example (one compiled step). N > 0:
+    # each kind's rows are batched with rows of similar length and padded to the batch's longest,
+    # rounded up to N tokens (one compiled step per pair of row lengths; less padding)
+    length_bucket: int = 0
     seed: int = 0
     log_every: int = 20
 
@@ -93,6 +97,7 @@ class SFTConfig:
         need(0.0 <= self.code_fraction <= 1.0, f"code_fraction={self.code_fraction} must be in [0, 1]")
         need(self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps} must be >= 0")
         need(self.log_every >= 1, f"log_every={self.log_every} must be >= 1")
+        need(self.length_bucket >= 0, f"length_bucket={self.length_bucket} must be >= 0")
         return self
 
     def optim(self) -> OptimConfig:
@@ -252,11 +257,18 @@ def pack_batch(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Seque
     return {k: np.concatenate([row[k] for row in rows]) for k in BATCH_KEYS}
 
 
+BUCKET_WINDOW = 32  # batches whose rows are sorted by length together (length_bucket > 0)
+
+
 def batch_indices(enc: Encoded, cfg: SFTConfig) -> Iterator[dict[str, np.ndarray]]:
     """Row indices per step, by kind: round(batch * code_fraction) code rows and the rest alignment
     rows (all code when there are no alignment examples), each kind drawn in seeded shuffled epochs.
-    Kinds with no rows in a batch are left out."""
+    Kinds with no rows in a batch are left out. With `length_bucket`, each epoch's order is cut
+    into windows of BUCKET_WINDOW batches; a window is sorted by length, cut into batches, and its
+    batches shuffled, so a batch holds rows of similar length; an epoch then sees every row but at
+    most batch - 1 of them (left for a later epoch), so that batches do not straddle epochs."""
     rng = np.random.default_rng(cfg.seed)
+    lengths = enc.lengths()
     pools = {k: enc.indices(k) for k in KINDS}
     n_code = int(round(cfg.batch_size * cfg.code_fraction))
     if not len(pools["align"]):
@@ -269,12 +281,25 @@ def batch_indices(enc: Encoded, cfg: SFTConfig) -> Iterator[dict[str, np.ndarray
             raise ValueError(f"sft: no {kind} examples to draw {n} rows per batch from")
     queues: dict[str, list[int]] = {k: [] for k in KINDS}
 
+    def epoch(kind: str, n: int) -> list[int]:
+        order = rng.permutation(pools[kind])
+        if not cfg.length_bucket:
+            return list(order)
+        if len(order) >= n:  # whole batches only (the rest waits for a later epoch), so batches stay aligned
+            order = order[:len(order) - len(order) % n]
+        batches = []
+        for w in range(0, len(order), n * BUCKET_WINDOW):
+            window = order[w:w + n * BUCKET_WINDOW]
+            window = window[np.argsort(lengths[window], kind="stable")]
+            batches += [window[b:b + n] for b in rng.permutation(range(0, len(window), n))]
+        return [int(i) for i in np.concatenate(batches)[::-1]]  # popped from the end
+
     def take(kind: str, n: int) -> np.ndarray:
         out = []
         while len(out) < n:
             if not queues[kind]:
-                queues[kind] = list(rng.permutation(pools[kind]))
-            out.append(int(queues[kind].pop()))
+                queues[kind] = epoch(kind, n)
+            out.append(queues[kind].pop())
         return np.array(out, np.int64)
 
     while True:
@@ -347,16 +372,24 @@ def train_sft(model_cfg: ModelConfig, params, enc: Encoded, cfg: SFTConfig, *, p
     schedule = learning_rate_schedule(optim)
     step_fn = make_sft_step(model_cfg, optimizer)
     state = init_train_state(params, optimizer)
-    lengths = {kind: row_length(enc, cfg.max_len, kind) for kind in KINDS}
+    longest = {kind: row_length(enc, cfg.max_len, kind) for kind in KINDS}
+    example_lengths = enc.lengths()
     history, window = [], []
     batches = batch_indices(enc, cfg)
     t_start = t_window = time.perf_counter()
     eval_s = 0.0  # time spent in on_eval, left out of elapsed_s and tokens/s
     tokens_window = slots_window = 0
+    row_slots: dict[str, int] = {}  # summed row length per kind over the log window
     bar = tqdm(total=cfg.steps, desc="sft", disable=not progress, dynamic_ncols=True)
     for step in range(1, cfg.steps + 1):
+        drawn = next(batches)
+        lengths = {kind: longest[kind] if not cfg.length_bucket else
+                   min(longest[kind], -(-int(example_lengths[idx].max()) // cfg.length_bucket) * cfg.length_bucket)
+                   for kind, idx in drawn.items()}
         parts = {kind: pack_batch([enc.prompt_ids[i] for i in idx], [enc.response_ids[i] for i in idx],
-                                  length=lengths[kind], pad_id=pad_id) for kind, idx in next(batches).items()}
+                                  length=lengths[kind], pad_id=pad_id) for kind, idx in drawn.items()}
+        for kind in lengths:
+            row_slots[kind] = row_slots.get(kind, 0) + lengths[kind]
         tokens_window += sum(int(b["attn_mask"].sum()) for b in parts.values())
         slots_window += sum(b["attn_mask"].size for b in parts.values())
         state, metrics = step_fn(state, parts)
@@ -369,7 +402,8 @@ def train_sft(model_cfg: ModelConfig, params, enc: Encoded, cfg: SFTConfig, *, p
                                     if not k.startswith("tokens/")},
                    "lr": float(schedule(step - 1)), "tokens_per_s": tokens_window / max(now - t_window, 1e-9),
                    "tokens": tokens_window, "fill": tokens_window / max(slots_window, 1),
-                   "elapsed_s": now - t_start - eval_s, "row_lengths": {k: lengths[k] for k in parts}}
+                   "elapsed_s": now - t_start - eval_s,
+                   "row_lengths": {k: v / len(window) for k, v in row_slots.items()}}  # mean over the window
             if eval_every and (step % eval_every == 0 or step == cfg.steps):
                 rec.update(on_eval(step, state.params))
                 eval_s += time.perf_counter() - now
@@ -378,7 +412,7 @@ def train_sft(model_cfg: ModelConfig, params, enc: Encoded, cfg: SFTConfig, *, p
             bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
             if on_log is not None:
                 on_log(rec)
-            window, tokens_window, slots_window, t_window = [], 0, 0, now
+            window, tokens_window, slots_window, t_window, row_slots = [], 0, 0, now, {}
     bar.close()
     return state.params, history
 
