@@ -361,10 +361,16 @@ def train_policy(args, data: SFTData, pool, cfg):
         from coderl_jax.sampling.sampler import Sampler
 
         problems = data.heldout[: args.eval_max] if args.eval_max else data.heldout
-        rate = code_pass_rate(Sampler(model_cfg, params, data.tokenizer), data.tokenizer, pool, problems,
-                              max_new_tokens=args.max_new_tokens)["pass@1"]
+        sampler = Sampler(model_cfg, params, data.tokenizer)
+        rate = code_pass_rate(sampler, data.tokenizer, pool, problems, max_new_tokens=args.max_new_tokens)["pass@1"]
         log.info("step %d held-out greedy pass@1 %.3f over %d problems", step, rate, len(problems))
-        return {"eval/heldout_pass@1": rate}
+        out = {"eval/heldout_pass@1": rate}
+        if data.heldout_records:
+            align = alignment_scores(sampler, data.tokenizer, data.heldout_records, max_new_tokens=args.max_new_tokens)
+            log.info("step %d held-out alignment: answers parsed %.3f, items right %.3f over %d records", step,
+                     align["parsed"], align["item_accuracy"], align["records"])
+            out.update({"eval/heldout_align_parsed": align["parsed"], "eval/heldout_align_items": align["item_accuracy"]})
+        return out
 
     params, history = sft.train_sft(model_cfg, params, data.encoded, cfg, pad_id=model_cfg.pad_token_id,
                                     on_log=on_log, progress=not args.quiet, eval_every=args.eval_every,

@@ -330,6 +330,9 @@ def test_cli_trains_saves_and_loads(tmp_path, capsys):
     info = json.loads((out / "sft.json").read_text())
     assert info["data"]["code_examples"] == 4 and info["data"]["align_examples"] == 4
     assert len(info["history"]) == 3 and info["history"][-1]["eval/heldout_pass@1"] == 0.0
+    # 8 new tokens cannot hold an answer line: nothing parses, during training and after
+    assert info["history"][-1]["eval/heldout_align_parsed"] == info["eval"]["heldout_alignment"]["parsed"] == 0.0
+    assert info["history"][-1]["eval/heldout_align_items"] == 0.0
     assert info["eval"]["heldout"]["problems"] == 2 and info["eval"]["heldout_alignment"]["records"] == 2
 
 
