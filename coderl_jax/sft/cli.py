@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="test-output prediction examples per training problem, in the alignment slot "
                         "(statement + input -> expected output; default 0: none)")
     g = parser.add_argument_group("model")
+    g.add_argument("--init", help="continue from this Hugging Face directory (a warm start made by coderl sft): "
+                                  "its weights, size and tokenizer replace the options below")
     g.add_argument("--vocab-size", type=int, default=1024,
                    help="byte-level BPE vocabulary learnt from the training examples; 0: the plain byte tokenizer")
     g.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
@@ -114,6 +116,12 @@ def _check_args(args) -> str | None:
         return f"--out {out}: exists and is not a directory"
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         return f"--out {out}: exists and is not empty (pass --overwrite to replace it)"
+    if args.init is not None:
+        init = Path(args.init)
+        if not (init / "config.json").is_file() or not (init / "tokenizer.json").is_file():
+            return f"--init {init}: not a model directory (needs config.json and tokenizer.json)"
+        if init.resolve() == out.resolve():
+            return f"--init {init}: the same directory as --out"
     if args.rl_reserve and args.train:
         return "--rl-reserve divides the generated task suite; it cannot be used with --train"
     for name in ("train", "heldout"):
@@ -326,7 +334,12 @@ def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
     align += test_output
     if not align and args.code_fraction < 1.0:
         log.warning("no alignment examples (harvest counts %s): training on code only", harvest_counts)
-    tokenizer = build_tokenizer(code + align, args.vocab_size)
+    if args.init is not None:
+        from coderl_jax.models.hf_io import load_tokenizer
+
+        tokenizer = load_tokenizer(args.init)
+    else:
+        tokenizer = build_tokenizer(code + align, args.vocab_size)
     enc = sft.encode_examples(code + align, tokenizer, max_len=args.max_len)
     lengths = enc.lengths()
     info = {"train_problems": len(train), "heldout_problems": len(heldout), "code_examples": len(code),
@@ -345,13 +358,20 @@ def train_policy(args, data: SFTData, pool, cfg):
     from coderl_jax.models.transformer import init_params
     from coderl_jax.sft import trainer as sft
 
-    model_cfg = sft.sft_model_config(data.tokenizer, hidden_size=args.hidden, num_layers=args.layers,
-                                     num_heads=args.heads, num_kv_heads=args.kv_heads,
-                                     intermediate_size=args.intermediate)
+    if args.init is not None:
+        from coderl_jax.models.hf_io import load_hf
+
+        model_cfg, params = load_hf(args.init)
+        args.hidden, args.layers, args.heads = model_cfg.hidden_size, model_cfg.num_layers, model_cfg.num_heads
+        args.kv_heads, args.intermediate = model_cfg.num_kv_heads, model_cfg.intermediate_size
+    else:
+        model_cfg = sft.sft_model_config(data.tokenizer, hidden_size=args.hidden, num_layers=args.layers,
+                                         num_heads=args.heads, num_kv_heads=args.kv_heads,
+                                         intermediate_size=args.intermediate)
+        params = init_params(model_cfg, args.seed)
     print(f"model: qwen2, {model_cfg.num_params() / 1e6:.2f}M parameters, hidden {args.hidden}, "
-          f"{args.layers} layers, {args.heads} heads ({args.kv_heads} kv), intermediate {args.intermediate}",
-          flush=True)
-    params = init_params(model_cfg, args.seed)
+          f"{args.layers} layers, {args.heads} heads ({args.kv_heads} kv), intermediate {args.intermediate}"
+          + (f", from {args.init}" if args.init else ""), flush=True)
 
     def on_log(rec):
         log.info("step %d loss %.4f grad_norm %.3f lr %.2e %.0f tokens/s", rec["step"], rec["loss"],

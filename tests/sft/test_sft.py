@@ -336,10 +336,35 @@ def test_cli_trains_saves_and_loads(tmp_path, capsys):
     assert info["eval"]["heldout"]["problems"] == 2 and info["eval"]["heldout_alignment"]["records"] == 2
 
 
+def test_cli_continues_from_an_earlier_warm_start(tmp_path):
+    from coderl_jax.cli import main
+    from coderl_jax.models.hf_io import load_hf
+
+    train = write_jsonl(tmp_path / "train.jsonl", fixture_problems())
+    common = ["--train", str(train), "--batch", "4", "--vocab-size", "300", "--hidden", "32", "--layers", "1",
+              "--heads", "2", "--kv-heads", "1", "--intermediate", "64", "--log-every", "1", "--lr", "1e-2",
+              "--warmup", "0", "--schedule", "constant", "--no-eval", "--quiet", "--workers", "1",
+              "--save-dtype", "float32", "--code-fraction", "1"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["sft", "--out", str(first), "--steps", "8", *common]) == 0
+    # a different size and vocabulary on the command line: --init's model and tokenizer win
+    assert main(["sft", "--out", str(second), "--init", str(first), "--steps", "1", *common, "--hidden", "64",
+                 "--vocab-size", "400"]) == 0
+    assert (second / "tokenizer.json").read_bytes() == (first / "tokenizer.json").read_bytes()
+    cfg1, _ = load_hf(first)
+    cfg2, _ = load_hf(second)
+    assert cfg2 == cfg1
+    h1 = json.loads((first / "sft.json").read_text())["history"]
+    h2 = json.loads((second / "sft.json").read_text())["history"]
+    assert h2[0]["loss"] < 0.8 * h1[0]["loss"], (h1, h2)  # it starts where the first run ended
+    assert json.loads((second / "sft.json").read_text())["args"]["init"] == str(first)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "0"], "--steps=0 must be >= 1"),
     (["--code-fraction", "1.5"], "--code-fraction=1.5 must be in [0, 1]"),
     (["--length-bucket", "-8"], "--length-bucket=-8 must be >= 0"),
+    (["--init", "/nonexistent/model"], "--init /nonexistent/model: not a model directory"),
     (["--hidden", "30", "--heads", "4"], "--hidden=30 must be divisible by --heads=4"),
     (["--vocab-size", "100"], "--vocab-size=100 must be 0 (byte tokenizer) or >= 260"),
     (["--test-output-inputs", "-1"], "--test-output-inputs=-1 must be >= 0"),
