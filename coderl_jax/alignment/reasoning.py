@@ -52,12 +52,15 @@ def reasoning_accuracy(generate: Callable[[list[str]], list[str]], pairs: Sequen
     test_prompts = [test_output_prompt(_statement(p), p.tests["inputs"][0]) for p, _ in pairs]
     responses = generate(code_prompts + test_prompts)
     code_resp, test_resp = responses[:len(pairs)], responses[len(pairs):]
-    out_right, all_right, test_right = [], [], []
+    per_problem: dict[str, dict[str, float]] = {}
     for (p, rec), cr, tr in zip(pairs, code_resp, test_resp):
         items = item_correctness(rec, parse_answer(cr))
-        out_right.append(items[0])
-        all_right.append(all(items))
         answer = parse_answer(tr)
-        test_right.append(answer is not None and lenient_equal(answer.final_output, p.tests["outputs"][0].rstrip("\n")))
-    return {"code_reasoning": float(np.mean(out_right)), "state_accuracy": float(np.mean(all_right)),
-            "test_output": float(np.mean(test_right)), "reasoning_problems": len(pairs)}
+        per_problem[str(p.id)] = {
+            "code_reasoning": float(items[0]), "state_accuracy": float(all(items)),
+            "item_accuracy": float(np.mean(items)),
+            "test_output": float(answer is not None and lenient_equal(answer.final_output,
+                                                                      p.tests["outputs"][0].rstrip("\n")))}
+    keys = ("code_reasoning", "state_accuracy", "item_accuracy", "test_output")
+    return {**{k: float(np.mean([v[k] for v in per_problem.values()])) for k in keys},
+            "reasoning_problems": len(pairs), "per_problem": per_problem}

@@ -1,4 +1,5 @@
-"""The paper's ablation in miniature: GRPO vs CodeRL+ vs alignment only, from one warm start.
+"""The paper's ablation in miniature: GRPO vs CodeRL+ (with the official, the likelihood or the
+per-variable alignment reward) vs alignment only, from one warm start.
 
     coderl ablate [--config F] [--arms grpo,coderl,align_only] [--seeds 0,1,2] [--steps N]
                   [--out runs/ablation] [--eval-samples 4] [key=value ...]
@@ -9,11 +10,13 @@ steps; then its last checkpoint is evaluated on the held-out split (`data.eval_p
     pass@1           unbiased pass@1 over `--eval-samples` samples per problem at
                      `--eval-temperature` (coderl_jax.eval, sandboxed unit tests)
     code reasoning   greedy: the final output of an unseen reference program on its first input
-                     (alignment/reasoning.py); `state` = every traced item right
+                     (alignment/reasoning.py); `state (items)` = the share of traced items right,
+                     `state (all items)` = every traced item right
     test output      greedy: the expected output of an unseen problem for its first input, no program
 
 The warm start (the config's model) is evaluated the same way. Results are mean ± std over seeds
-in `<out>/ablation.md` (a markdown table), `<out>/ablation.json` and `<out>/ablation.png`. Each
+in `<out>/ablation.md` (a markdown table), `<out>/ablation.json` and `<out>/ablation.png`, with
+each arm's difference from GRPO and its standard error, paired by seed and by held-out problem. Each
 finished run keeps its `result.json`, so rerunning the command resumes where it stopped.
 """
 
@@ -29,11 +32,14 @@ log = logging.getLogger("coderl_jax.ablation")
 
 ARMS = {
     "grpo": ["alignment.mode=off"],
-    "coderl": ["alignment.mode=coderl"],
+    "coderl": ["alignment.mode=coderl"],  # the official alignment reward
+    "coderl_likelihood": ["alignment.mode=coderl", "alignment.reward=likelihood"],
+    "coderl_per_variable": ["alignment.mode=coderl", "alignment.per_variable_credit=true"],
     "align_only": ["alignment.mode=only"],
 }
-COLUMNS = (("pass@1", "held-out pass@1"), ("code_reasoning", "code reasoning"), ("state_accuracy", "state (all items)"),
-           ("test_output", "test output"))
+BASELINE = "grpo"  # the arm the others are compared with, paired by seed and by problem
+COLUMNS = (("pass@1", "held-out pass@1"), ("code_reasoning", "code reasoning"), ("item_accuracy", "state (items)"),
+           ("state_accuracy", "state (all items)"), ("test_output", "test output"))
 
 
 def arm_config(config_path: str, arm: str, seed: int, out_dir: Path, steps: int | None, overrides: list[str]):
@@ -55,6 +61,7 @@ def heldout_scores(cfg, model: Path, out_dir: Path, *, samples: int, temperature
     from coderl_jax.data.chat import render_prompt
     from coderl_jax.data.readers import read_problems
     from coderl_jax.eval import evaluate, load_benchmark, load_model, settings_for
+    from coderl_jax.eval.runner import SAMPLES_FILE, read_records
     from coderl_jax.models.tiny import default_model_dir
     from coderl_jax.sampling.sampler import SamplingParams
     from coderl_jax.train.loop import make_tracer
@@ -83,6 +90,9 @@ def heldout_scores(cfg, model: Path, out_dir: Path, *, samples: int, temperature
 
         scores = {"pass@1": float(summary["pass@1"]), "problems": len(items)}
         scores.update(reasoning_accuracy(generate, pairs))
+        per_problem = scores.setdefault("per_problem", {})
+        for pid, rec in read_records(Path(out_dir) / "problems" / SAMPLES_FILE).items():
+            per_problem.setdefault(pid, {})["pass@1"] = rec["num_correct"] / rec["num_samples"]
         return scores
     finally:
         if hasattr(tracer, "close"):
@@ -99,13 +109,61 @@ def aggregate(results: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float
                   if any(key in r for r in runs)} for arm, runs in results.items() if runs}
 
 
-def markdown(agg: dict, seeds: list[int], steps) -> str:
+def mean_se(values: list[float]) -> tuple[float, float | None, int]:
+    """(mean, standard error of the mean (None for one value), count)."""
+    arr = np.asarray(values, np.float64)
+    return float(arr.mean()), (float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else None), len(arr)
+
+
+def paired_differences(results: dict[str, list[dict]], seeds: list[int], base: str = BASELINE) -> dict:
+    """arm -> column -> {"by_seed": (mean, se, n), "by_problem": (mean, se, n)}: the arm minus `base`.
+    By seed: one difference per seed run by both. By problem: per held-out problem, the difference
+    averaged over those seeds (from each result's `per_problem`), then mean and standard error over
+    the problems."""
+    if base not in results:
+        return {}
+    out: dict = {}
+    for arm, runs in results.items():
+        if arm in (base, "warm start") or not runs:
+            continue
+        cols: dict = {}
+        for key, _ in COLUMNS:
+            pairs = [(a, b) for a, b in zip(runs, results[base]) if key in a and key in b]
+            if not pairs:
+                continue
+            entry = {"by_seed": mean_se([a[key] - b[key] for a, b in pairs])}
+            per_problem: dict[str, list[float]] = {}
+            for a, b in pairs:
+                pa, pb = a.get("per_problem") or {}, b.get("per_problem") or {}
+                for pid in pa.keys() & pb.keys():
+                    if key in pa[pid] and key in pb[pid]:
+                        per_problem.setdefault(pid, []).append(pa[pid][key] - pb[pid][key])
+            if per_problem:
+                entry["by_problem"] = mean_se([float(np.mean(v)) for v in per_problem.values()])
+            cols[key] = entry
+        out[arm] = cols
+    return out
+
+
+def _pm(mean: float, se: float | None) -> str:
+    return f"{100 * mean:+.1f}" + (f" ± {100 * se:.1f}" if se is not None else "")
+
+
+def markdown(agg: dict, seeds: list[int], steps, paired: dict | None = None) -> str:
     head = "| arm | " + " | ".join(label for _, label in COLUMNS) + " |"
     lines = [f"Held-out split, mean ± std over seeds {seeds} ({steps} steps per run).", "", head,
              "|---|" + "---|" * len(COLUMNS)]
     for arm, cols in agg.items():
         cells = [f"{100 * cols[k][0]:.1f} ± {100 * cols[k][1]:.1f}" if k in cols else "—" for k, _ in COLUMNS]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if paired:
+        lines += ["", f"Difference from {BASELINE} in points, ± its standard error: paired by seed / paired by "
+                  "held-out problem (averaged over seeds).", "", head, "|---|" + "---|" * len(COLUMNS)]
+        for arm, cols in paired.items():
+            cells = [(_pm(*cols[k]["by_seed"][:2]) + " / " + (_pm(*cols[k]["by_problem"][:2])
+                                                              if "by_problem" in cols[k] else "—"))
+                     if k in cols else "—" for k, _ in COLUMNS]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -162,13 +220,14 @@ def run_ablation(config_path: str, *, arms: list[str], seeds: list[int], out: Pa
 
             results[arm].append(_cached(run_dir / "result.json", compute))
     agg = aggregate(results)
+    paired = paired_differences(results, seeds)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(agg, seeds, steps if steps is not None else "config")
+    table = markdown(agg, seeds, steps if steps is not None else "config", paired)
     (out / "ablation.md").write_text(table)
     (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "steps": steps, "runs": results,
-                                                   "mean_std": agg}, indent=2) + "\n")
+                                                   "mean_std": agg, "vs_" + BASELINE: paired}, indent=2) + "\n")
     plot(agg, out / "ablation.png")
-    return {"table": table, "aggregate": agg, "runs": results}
+    return {"table": table, "aggregate": agg, "paired": paired, "runs": results}
 
 
 def _cached(path: Path, compute) -> dict:

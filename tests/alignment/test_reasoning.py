@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from coderl_jax.alignment.reasoning import reasoning_accuracy, reference_records
 from coderl_jax.data.records import Problem
 
@@ -40,4 +42,10 @@ def test_reference_records_and_accuracies(pool):
         return out
 
     acc = reasoning_accuracy(generate, pairs)
-    assert acc == {"code_reasoning": 1.0, "state_accuracy": 0.5, "test_output": 0.5, "reasoning_problems": 2}
+    per_problem = acc.pop("per_problem")
+    # items: the output and each target; "square" gets its output right and neither value
+    assert acc == pytest.approx({"code_reasoning": 1.0, "state_accuracy": 0.5, "item_accuracy": (1 + 1 / 3) / 2,
+                                 "test_output": 0.5, "reasoning_problems": 2})
+    assert per_problem["square"] == pytest.approx({"code_reasoning": 1.0, "state_accuracy": 0.0,
+                                                   "item_accuracy": 1 / 3, "test_output": 1.0})
+    assert per_problem["double"]["test_output"] == 0.0 and per_problem["double"]["item_accuracy"] == 1.0

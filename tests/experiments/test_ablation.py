@@ -26,7 +26,9 @@ def test_ablation_applies_arms_aggregates_and_resumes(tmp_path):
         base = {"off": 0.2, "coderl": 0.3, "only": 0.1}[cfg.alignment.mode]
         bump = 0.0 if Path(model).name != "checkpoints" else 0.1  # trained runs beat the warm start
         return {"pass@1": base + bump + 0.02 * seed, "code_reasoning": 0.5 + 0.1 * seed, "state_accuracy": 0.25,
-                "test_output": 0.05 * seed}
+                "test_output": 0.05 * seed,
+                "per_problem": {"a": {"pass@1": base + bump}, "b": {"pass@1": base * (1 + seed) + bump},
+                                "c" if cfg.alignment.mode == "off" else "d": {"pass@1": 1.0}}}
 
     out = run_ablation(CONFIG, arms=["grpo", "coderl", "align_only"], seeds=[0, 1], out=tmp_path / "abl", steps=3,
                        overrides=["rollout.group_size=2"], eval_samples=3, eval_temperature=0.5,
@@ -41,7 +43,15 @@ def test_ablation_applies_arms_aggregates_and_resumes(tmp_path):
     assert agg["coderl"]["pass@1"][1] == pytest.approx(0.0141421, rel=1e-4)
     assert agg["warm start"]["pass@1"][0] == pytest.approx(0.21)  # evaluated with the first arm's config
     table = (tmp_path / "abl" / "ablation.md").read_text()
-    assert "| coderl | 41.0 ± 1.4 | 55.0 ± 7.1 | 25.0 ± 0.0 | 2.5 ± 3.5 |" in table
+    assert "| coderl | 41.0 ± 1.4 | 55.0 ± 7.1 | — | 25.0 ± 0.0 | 2.5 ± 3.5 |" in table
+    # paired with grpo: by seed, 0.1 on both seeds; by problem (only a and b are in both), a: 0.1 on
+    # both seeds, b: 0.1 * (1 + seed) -> 0.15 averaged: mean 0.125, standard error 0.025
+    paired = out["paired"]["coderl"]["pass@1"]
+    assert paired["by_seed"][0] == pytest.approx(0.1) and paired["by_seed"][1] == pytest.approx(0.0, abs=1e-12)
+    assert paired["by_problem"] == pytest.approx((0.125, 0.025, 2))
+    assert "by_problem" not in out["paired"]["coderl"]["code_reasoning"]
+    assert "grpo" not in out["paired"] and "warm start" not in out["paired"]
+    assert "| coderl | +10.0 ± 0.0 / +12.5 ± 2.5 | +0.0 ± 0.0 / — |" in table
     assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["seeds"] == [0, 1]
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
 
