@@ -1,5 +1,6 @@
 """The paper's ablation in miniature: GRPO vs CodeRL+ (with the official, the likelihood or the
-per-variable alignment reward) vs alignment only, from one warm start.
+per-variable alignment reward, or with GRPO's code prompts and the alignment prompts on top) vs
+alignment only, from one warm start.
 
     coderl ablate [--config F] [--arms grpo,coderl,align_only] [--seeds 0,1,2] [--steps N]
                   [--out runs/ablation] [--eval-samples 4] [key=value ...]
@@ -35,11 +36,24 @@ ARMS = {
     "coderl": ["alignment.mode=coderl"],  # the official alignment reward
     "coderl_likelihood": ["alignment.mode=coderl", "alignment.reward=likelihood"],
     "coderl_per_variable": ["alignment.mode=coderl", "alignment.per_variable_credit=true"],
+    "coderl_equal_code": lambda base: equal_code_overrides(base),
     "align_only": ["alignment.mode=only"],
 }
 BASELINE = "grpo"  # the arm the others are compared with, paired by seed and by problem
 COLUMNS = (("pass@1", "held-out pass@1"), ("code_reasoning", "code reasoning"), ("item_accuracy", "state (items)"),
            ("state_accuracy", "state (all items)"), ("test_output", "test output"))
+
+
+def equal_code_overrides(base) -> list[str]:
+    """CodeRL+ with the code prompts of GRPO: the base config's `prompts_per_step` stay code prompts
+    and the alignment prompts come on top, as many as `alignment.alpha` gives (8 code prompts at
+    alpha 0.6: 5 alignment prompts, 13 per step; alpha becomes 8/13). Each step then rolls out
+    more rows than the other arms, which is the point: the code side is not reduced."""
+    n_code = base.rollout.prompts_per_step
+    alpha = base.alignment.alpha
+    n_align = max(1, int(round(n_code * (1 - alpha) / alpha))) if alpha > 0 else n_code
+    total = n_code + n_align
+    return ["alignment.mode=coderl", f"rollout.prompts_per_step={total}", f"alignment.alpha={n_code / total!r}"]
 
 
 def arm_config(config_path: str, arm: str, seed: int, out_dir: Path, steps: int | None, overrides: list[str]):
@@ -48,7 +62,10 @@ def arm_config(config_path: str, arm: str, seed: int, out_dir: Path, steps: int 
     from coderl_jax.train.config_util import apply_overrides, load_config
     from coderl_jax.train.data_setup import prepare_data
 
-    extra = [*overrides, *ARMS[arm], f"seed={seed}", f"out_dir={out_dir}"]
+    switches = ARMS[arm]
+    if callable(switches):
+        switches = switches(apply_overrides(load_config(config_path), list(overrides)))
+    extra = [*overrides, *switches, f"seed={seed}", f"out_dir={out_dir}"]
     if steps is not None:
         extra.append(f"steps={steps}")
     return prepare_data(apply_overrides(load_config(config_path), extra).validate())

@@ -68,3 +68,17 @@ def test_unknown_arm_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown arm"):
         run_ablation(CONFIG, arms=["ppo"], seeds=[0], out=tmp_path, steps=1, overrides=[],
                      train_fn=lambda cfg: None, score_fn=lambda *a, **k: {})
+
+
+@pytest.mark.parametrize("overrides", [[], ["rollout.prompts_per_step=6", "alignment.alpha=0.5"]])
+def test_equal_code_arm_adds_alignment_prompts_on_top(tmp_path, overrides):
+    from coderl_jax.experiments.ablation import arm_config
+
+    grpo = arm_config(CONFIG, "grpo", 0, tmp_path / "g", 1, overrides)
+    coderl = arm_config(CONFIG, "coderl", 0, tmp_path / "c", 1, overrides)
+    equal = arm_config(CONFIG, "coderl_equal_code", 0, tmp_path / "e", 1, overrides)
+    n_code, n_align = equal.alignment.split(equal.rollout.prompts_per_step)
+    assert n_code == grpo.rollout.prompts_per_step  # the code prompts of GRPO ...
+    # ... plus alignment prompts in the ratio the other CodeRL+ arms use
+    assert n_align / n_code == pytest.approx((1 - coderl.alignment.alpha) / coderl.alignment.alpha, abs=0.5 / n_code)
+    assert equal.alignment.mode == "coderl"
