@@ -163,10 +163,16 @@ class AlignmentTask:
             self.buffer.restore(state)
 
 
-def alignment_metrics(scored: Scored, completions: Sequence, rewards: np.ndarray) -> dict:
+def alignment_metrics(scored: Scored, completions: Sequence, rewards: np.ndarray, group_size: int) -> dict:
+    """The alignment rows' metrics. `reward/align/group_std` is the mean over groups of the
+    rewards' standard deviation within a group (what GRPO's advantage divides by; 0 where every
+    sample of a prompt earns the same), `reward/align/zero_variance_frac` the share of such groups."""
     lengths = np.array([len(c.token_ids) for c in completions], np.float32)
+    groups = np.asarray(rewards, np.float64).reshape(-1, group_size)
     return {
         "reward/align/mean": float(np.mean(rewards)),
+        "reward/align/group_std": float(groups.std(axis=1).mean()),
+        "reward/align/zero_variance_frac": float(np.mean(np.all(groups == groups[:, :1], axis=1))),
         "align/accuracy": float(np.mean([s.accuracy for s in scored.scores])),
         "align/exact": float(np.mean([s.exact for s in scored.scores])),
         "align/parsed": float(np.mean([s.parsed for s in scored.scores])),

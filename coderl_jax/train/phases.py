@@ -344,7 +344,7 @@ def alignment_rewards(run: Run, batch: StepBatch) -> StepBatch:
         t0 = time.perf_counter()
         rewards = likelihood_rewards(run, batch.align_prompt_ids, batch.align_completions, scored)
         m["time/likelihood_s"] = time.perf_counter() - t0
-    m.update(alignment_metrics(scored, batch.align_completions, rewards))
+    m.update(alignment_metrics(scored, batch.align_completions, rewards, run.cfg.rollout.group_size))
     return dataclasses.replace(batch, align_scored=scored, align_rewards=rewards).add(m)
 
 

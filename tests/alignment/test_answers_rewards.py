@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from coderl_jax.alignment import AlignmentRecord, alignment_prompt, answer_line, parse_answer, score_answer
@@ -112,3 +113,21 @@ def test_record_json_round_trip():
     assert AlignmentRecord.from_dict(json.loads(json.dumps(REC.to_dict()))) == REC
     with pytest.raises(ValueError, match="output"):
         AlignmentRecord.from_dict({"program": "x", "stdin": "", "targets": []})
+
+
+def test_alignment_metrics_measure_the_spread_within_groups():
+    from types import SimpleNamespace
+
+    from coderl_jax.alignment.task import alignment_metrics
+
+    rewards = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 1.0, 0.1, 1.0])
+    score = SimpleNamespace(accuracy=0.5, exact=False, parsed=True)
+    scored = SimpleNamespace(scores=[score] * 8)
+    completions = [SimpleNamespace(token_ids=[1, 2, 3])] * 8
+    m = alignment_metrics(scored, completions, rewards, group_size=4)
+    # group 1: all equal (std 0, no GRPO signal); group 2: 0.1 / 1.0 twice each, std 0.45
+    assert m["reward/align/group_std"] == pytest.approx(0.225)
+    assert m["reward/align/zero_variance_frac"] == 0.5
+    m2 = alignment_metrics(scored, completions, rewards, group_size=2)  # groups (0.1, 1.0) twice
+    assert m2["reward/align/group_std"] == pytest.approx((0 + 0 + 0.45 + 0.45) / 4)
+    assert m2["reward/align/zero_variance_frac"] == 0.5

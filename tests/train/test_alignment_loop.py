@@ -171,4 +171,5 @@ def test_alignment_only_with_likelihood_reward(tmp_path, monkeypatch):
     assert second["actor/updates"] == 1 and second["align/prompts"] == 2
     assert second["reward/align/mean"] < 0 and second["time/likelihood_s"] > 0
     assert second["advantage/std"] > 0  # the likelihood rewards differ within a group
+    assert second["reward/align/group_std"] > 0 and second["reward/align/zero_variance_frac"] < 1
     assert np.isfinite(second["actor/loss"]) and second["actor/grad_norm"] > 1e-4
