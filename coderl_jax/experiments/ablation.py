@@ -132,7 +132,7 @@ def mean_se(values: list[float]) -> tuple[float, float | None, int]:
     return float(arr.mean()), (float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else None), len(arr)
 
 
-def paired_differences(results: dict[str, list[dict]], seeds: list[int], base: str = BASELINE) -> dict:
+def paired_differences(results: dict[str, list[dict]], base: str = BASELINE) -> dict:
     """arm -> column -> {"by_seed": (mean, se, n), "by_problem": (mean, se, n)}: the arm minus `base`.
     By seed: one difference per seed run by both. By problem: per held-out problem, the difference
     averaged over those seeds (from each result's `per_problem`), then mean and standard error over
@@ -237,7 +237,7 @@ def run_ablation(config_path: str, *, arms: list[str], seeds: list[int], out: Pa
 
             results[arm].append(_cached(run_dir / "result.json", compute))
     agg = aggregate(results)
-    paired = paired_differences(results, seeds)
+    paired = paired_differences(results)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(agg, seeds, steps if steps is not None else "config", paired)
     (out / "ablation.md").write_text(table)

@@ -362,15 +362,14 @@ def train_policy(args, data: SFTData, pool, cfg):
         from coderl_jax.models.hf_io import load_hf
 
         model_cfg, params = load_hf(args.init)
-        args.hidden, args.layers, args.heads = model_cfg.hidden_size, model_cfg.num_layers, model_cfg.num_heads
-        args.kv_heads, args.intermediate = model_cfg.num_kv_heads, model_cfg.intermediate_size
     else:
         model_cfg = sft.sft_model_config(data.tokenizer, hidden_size=args.hidden, num_layers=args.layers,
                                          num_heads=args.heads, num_kv_heads=args.kv_heads,
                                          intermediate_size=args.intermediate)
         params = init_params(model_cfg, args.seed)
-    print(f"model: qwen2, {model_cfg.num_params() / 1e6:.2f}M parameters, hidden {args.hidden}, "
-          f"{args.layers} layers, {args.heads} heads ({args.kv_heads} kv), intermediate {args.intermediate}"
+    c = model_cfg
+    print(f"model: qwen2, {c.num_params() / 1e6:.2f}M parameters, hidden {c.hidden_size}, {c.num_layers} layers, "
+          f"{c.num_heads} heads ({c.num_kv_heads} kv), intermediate {c.intermediate_size}"
           + (f", from {args.init}" if args.init else ""), flush=True)
 
     def on_log(rec):
@@ -409,8 +408,9 @@ def save_policy(args, data: SFTData, model_cfg, params, history, cfg) -> tuple[P
         data.tokenizer.save_pretrained(tok_dir)
         save_hf(model_cfg, params, out, tokenizer_dir=tok_dir, dtype=jnp.dtype(args.save_dtype),
                 overwrite=args.overwrite)
-    model_info = {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
-                  "intermediate": args.intermediate, "params": model_cfg.num_params(),
+    model_info = {"hidden": model_cfg.hidden_size, "layers": model_cfg.num_layers, "heads": model_cfg.num_heads,
+                  "kv_heads": model_cfg.num_kv_heads, "intermediate": model_cfg.intermediate_size,
+                  "params": model_cfg.num_params(),
                   "save_dtype": args.save_dtype}
     info = {"args": {k: v for k, v in vars(args).items() if k != "command"}, "sft": dataclasses.asdict(cfg),
             "model": model_info, "data": data.info, "history": history, "train_s": history[-1]["elapsed_s"],
