@@ -208,20 +208,22 @@ def split_suite(generated):
 # Evaluation
 
 
-def greedy_texts(sampler, tokenizer, prompts: list[str], *, max_new_tokens: int, batch: int = 32) -> list[str]:
-    """Greedy completions of chat-rendered `prompts`, in batches of a fixed size (sorted by length,
-    the last batch padded by repetition) so that each prompt bucket compiles once."""
+def greedy_texts(sampler, tokenizer, prompts: list[str], *, max_new_tokens: int, batch: int = 32,
+                 temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """Greedy completions of chat-rendered `prompts` (sampled ones with `temperature` > 0), in
+    batches of a fixed size (sorted by length, the last batch padded by repetition) so that each
+    prompt bucket compiles once."""
     from coderl_jax.data.chat import render_prompt
     from coderl_jax.sampling.sampler import SamplingParams
 
     ids = [list(tokenizer.encode(render_prompt(p, tokenizer), add_special_tokens=False)) for p in prompts]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[str] = [""] * len(ids)
-    sp = SamplingParams(n=1, max_new_tokens=max_new_tokens, temperature=0.0)
     for start in range(0, len(order), batch):
         rows = order[start:start + batch]
         chunk = [ids[i] for i in rows]
         chunk += [chunk[-1]] * (batch - len(chunk)) if len(order) > batch else []
+        sp = SamplingParams(n=1, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + start)
         results = sampler.generate(chunk, sp)
         for i, group in zip(rows, results):
             out[i] = group[0].text
@@ -244,14 +246,16 @@ def code_pass_rate(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -
                          list(zip(problems, rewards, texts))[:3]]}
 
 
-def alignment_scores(sampler, tokenizer, records, *, max_new_tokens: int) -> dict:
+def alignment_scores(sampler, tokenizer, records, *, max_new_tokens: int, temperature: float = 0.0,
+                     seed: int = 0) -> dict:
     from coderl_jax.alignment.answers import parse_answer
     from coderl_jax.alignment.prompts import alignment_prompt
     from coderl_jax.alignment.rewards import score_answer
 
     if not records:
         return {"records": 0, "exact": None}
-    texts = greedy_texts(sampler, tokenizer, [alignment_prompt(r) for r in records], max_new_tokens=max_new_tokens)
+    texts = greedy_texts(sampler, tokenizer, [alignment_prompt(r) for r in records], max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed)
     scores = [score_answer(r, parse_answer(t)) for r, t in zip(records, texts)]
     return {"records": len(records), "exact": sum(s.exact for s in scores) / len(scores),
             "item_accuracy": sum(s.accuracy for s in scores) / len(scores),
