@@ -1,6 +1,6 @@
 """The alignment part of a training config (`TrainConfig.alignment`), with the paper's ablation
 switches. Defaults follow the paper and its official code except where noted; the three noted
-extensions (`targets`, `harvest_calls`, `prompt`) and the checks the official code does not make
+extensions (`targets`, `harvest_calls`, `prompt`, `record_input`) and the checks the official code does not make
 (`check_determinism`, `max_value_chars`) have switches whose official values the paper configs
 use (coderl_jax/configs/paper_settings.py, docs/paper.md)."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from coderl_jax.alignment.buffer import STRATEGIES as BUFFER_STRATEGIES
+from coderl_jax.alignment.harvest import RECORD_INPUTS
 from coderl_jax.alignment.prompts import LAYOUTS as PROMPT_LAYOUTS
 from coderl_jax.alignment.rewards import VARIANTS
 from coderl_jax.alignment.targets import STRATEGIES as TARGET_STRATEGIES
@@ -27,6 +28,9 @@ class AlignmentConfig:
     # names of simple types, ordered by first definition; the paper's) | random | all | loop
     targets: str = "last"
     harvest_calls: bool = True  # trace call-style programs through an appended call (the official code drops them)
+    # which test input a record (harvested or probed) runs on: first (the official) | shortest
+    # (the shortest rendering: smaller values to state; this project's, for small policies)
+    record_input: str = "first"
     prompt: str = "compact"  # compact (this project's layout) | official (the official prompt's order and content)
     reward: str = "official"  # official | fraction | strict | likelihood
     per_variable_credit: bool = False  # each value's tokens carry that value's own advantage
@@ -48,6 +52,8 @@ class AlignmentConfig:
         need(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
         need(0.0 <= self.alpha <= 1.0, f"alpha={self.alpha} must be in [0, 1]")
         need(self.targets in TARGET_STRATEGIES, f"targets must be one of {TARGET_STRATEGIES}, got {self.targets!r}")
+        need(self.record_input in RECORD_INPUTS,
+             f"record_input must be one of {RECORD_INPUTS}, got {self.record_input!r}")
         need(self.prompt in PROMPT_LAYOUTS, f"prompt must be one of {PROMPT_LAYOUTS}, got {self.prompt!r}")
         for name in ("harvest_calls", "check_determinism", "per_variable_credit"):
             value = getattr(self, name)

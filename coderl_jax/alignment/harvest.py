@@ -32,14 +32,32 @@ DROP_REASONS = ("no_code", "unsupported_tests", "call_style", "error", "timeout"
                 "duplicate", "too_long")
 
 
-def runnable(program: str, tests: dict) -> tuple[str, str, str] | None:
-    """(program to trace, stdin, call) for the problem's first test input, or None."""
+RECORD_INPUTS = ("first", "shortest")
+
+
+def shortest_first(inputs: Sequence) -> list[int]:
+    """The indices of test inputs from the shortest rendering to the longest (stable for equals)."""
+    return sorted(range(len(inputs)), key=lambda i: len(inputs[i] if isinstance(inputs[i], str) else repr(inputs[i])))
+
+
+def record_input_index(inputs: Sequence, rule: str = "first") -> int:
+    """Which test input a record runs on: the first (the official rule), or with "shortest" the
+    one with the shortest rendering (the first of equals), whose values are the smallest to state."""
+    if rule not in RECORD_INPUTS:
+        raise ValueError(f"record input rule must be one of {RECORD_INPUTS}, got {rule!r}")
+    return shortest_first(inputs)[0] if rule == "shortest" and inputs else 0
+
+
+def runnable(program: str, tests: dict, record_input: str = "first") -> tuple[str, str, str] | None:
+    """(program to trace, stdin, call) for the problem's test input chosen by `record_input`
+    (`record_input_index`), or None."""
     style = tests.get("style")
     inputs = tests.get("inputs") or []
-    if style == "stdio" and inputs and isinstance(inputs[0], str):
-        return program, inputs[0], ""
+    pick = record_input_index(inputs, record_input)
+    if style == "stdio" and inputs and isinstance(inputs[pick], str):
+        return program, inputs[pick], ""
     if style == "call" and inputs and tests.get("fn_name"):
-        args = inputs[0]
+        args = inputs[pick]
         if isinstance(args, dict):
             arg_text = ", ".join(f"{k}={v!r}" for k, v in args.items())
         elif isinstance(args, list):
@@ -56,7 +74,7 @@ def runnable(program: str, tests: dict) -> tuple[str, str, str] | None:
 def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Sequence[float], *, k: int = 3,
             targets: str = "last", step: int = 0, rng: np.random.Generator | None = None, timeout_s: float = 5.0,
             check_determinism: bool = True, max_value_chars: int = 200, harvest_calls: bool = True,
-            prompt_fits: Callable[[AlignmentRecord], bool] | None = None) -> tuple[list[AlignmentRecord], dict]:
+            record_input: str = "first", prompt_fits: Callable[[AlignmentRecord], bool] | None = None) -> tuple[list[AlignmentRecord], dict]:
     """Records from the failed rollouts, and counts: {"considered", "harvested", "<reason>": n}."""
     rng = rng or np.random.default_rng(step)
     counts = collections.Counter({r: 0 for r in DROP_REASONS})
@@ -72,7 +90,7 @@ def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Seque
         if not harvest_calls and problem.tests.get("style") == "call":
             counts["call_style"] += 1
             continue
-        run = runnable(code, problem.tests)
+        run = runnable(code, problem.tests, record_input)
         if run is None:
             counts["unsupported_tests"] += 1
             continue

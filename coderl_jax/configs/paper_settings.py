@@ -66,6 +66,7 @@ def paper_config(*, model: str, out_dir: str, topology: str, mesh: MeshConfig, m
         eval=EvalConfig(every=10, max_problems=512, samples=1, temperature=0.0),
         # the official code's harvest, targets and prompt (the CPU presets keep this project's rules)
         alignment=AlignmentConfig(mode="coderl", alpha=0.6, k=3, targets="official", harvest_calls=False,
+                                  record_input="first",
                                   prompt="official", check_determinism=False, max_value_chars=0),
         # model-written code on a pod runs only in a network-isolated sandbox (bubblewrap, which
         # tpu_scripts/setup.sh installs and checks): a host without it stops the run at start-up

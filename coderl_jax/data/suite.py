@@ -482,11 +482,15 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def write_probe(path: str | os.PathLike, heldout: Sequence[Problem], n: int = 32) -> str:
+def write_probe(path: str | os.PathLike, heldout: Sequence[Problem], n: int = 32, record_input: str = "first") -> str:
     """Write the alignment probe's unseen programs to `path` (JSONL {"id", "program", "stdin"}): the
-    first `n` held-out problems' reference solutions with their first test input. Left untouched
+    first `n` held-out problems' reference solutions with the test input that `record_input`
+    chooses (`alignment.harvest.record_input_index`: the first, or the shortest). Left untouched
     when its bytes would not change; returns the path."""
-    rows = [{"id": p.id, "program": p.metadata["solution"], "stdin": p.tests["inputs"][0]} for p in heldout[:n]]
+    from coderl_jax.alignment.harvest import record_input_index
+
+    rows = [{"id": p.id, "program": p.metadata["solution"],
+             "stdin": p.tests["inputs"][record_input_index(p.tests["inputs"], record_input)]} for p in heldout[:n]]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_if_changed(path, "".join(json.dumps(r) + "\n" for r in rows).encode())

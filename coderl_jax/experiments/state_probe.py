@@ -5,7 +5,7 @@
 Two sets of programs from the embedded suite's held-out split (problems no warm start trains on):
 
 - `reference`: the first `n` held-out problems' reference solutions, each on its first test input
-  (the programs of the default run's probe);
+  (or its shortest with `--record-input shortest`; the programs of the default run's probe);
 - `own_failures`: the policy's own greedy programs for the held-out problems that fail their tests
   but run and print, harvested the way RL harvests failed rollouts (first `n`).
 
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 
-def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, max_new_tokens: int) -> tuple[list, dict]:
+def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, max_new_tokens: int,
+                        record_input: str = "first") -> tuple[list, dict]:
     """(records from the policy's failed greedy programs, the code scores of those programs)."""
     from coderl_jax.alignment.harvest import harvest
     from coderl_jax.rl.rewards import code_rewards
@@ -36,12 +37,13 @@ def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, m
 
     texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens)
     rewards, _ = code_rewards(pool, problems, texts)
-    records, counts = harvest(pool, problems, texts, rewards, k=k, targets="last", rng=np.random.default_rng(0))
+    records, counts = harvest(pool, problems, texts, rewards, k=k, targets="last", rng=np.random.default_rng(0),
+                              record_input=record_input)
     return records[:n], {"problems": len(problems), "pass@1": float(rewards.mean()), "harvest": counts}
 
 
 def probe_model(model_dir: str | Path, *, n: int = 100, k: int = 3, suite_seed: int = 0, n_heldout: int = 300,
-                max_new_tokens: int = 384, workers: int = 2, seed: int = 0) -> dict:
+                max_new_tokens: int = 384, workers: int = 2, seed: int = 0, record_input: str = "first") -> dict:
     from tracer import TracerPool
 
     from coderl_jax.data import suite
@@ -55,11 +57,13 @@ def probe_model(model_dir: str | Path, *, n: int = 100, k: int = 3, suite_seed: 
     sampler = Sampler(cfg, params, tokenizer)
     _, heldout = split_suite(suite.generate_suite(suite_seed, n_heldout=n_heldout))
     t0 = time.perf_counter()
-    result: dict = {"model": str(model_dir), "suite_seed": suite_seed, "k": k, "max_new_tokens": max_new_tokens}
+    result: dict = {"model": str(model_dir), "suite_seed": suite_seed, "k": k, "max_new_tokens": max_new_tokens,
+                    "record_input": record_input}
     with TracerPool(workers=workers) as pool:
-        sets = {"reference": alignment_records(pool, heldout[:n], k=k, seed=1)[0]}
+        sets = {"reference": alignment_records(pool, heldout[:n], k=k, seed=1, record_input=record_input)[0]}
         sets["own_failures"], result["code"] = own_failure_records(sampler, tokenizer, pool, heldout, n=n, k=k,
-                                                                   max_new_tokens=max_new_tokens)
+                                                                   max_new_tokens=max_new_tokens,
+                                                                   record_input=record_input)
     for name, records in sets.items():
         result[name] = {"greedy": alignment_scores(sampler, tokenizer, records, max_new_tokens=max_new_tokens),
                         "t1": alignment_scores(sampler, tokenizer, records, max_new_tokens=max_new_tokens,
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite-seed", type=int, default=0)
     ap.add_argument("--max-new-tokens", type=int, default=384)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--record-input", choices=("first", "shortest"), default="first",
+                    help="the test input each record runs on (alignment.record_input)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     if not (Path(a.model) / "config.json").is_file():
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING)
     result = probe_model(a.model, n=a.n, k=a.k, suite_seed=a.suite_seed, max_new_tokens=a.max_new_tokens,
-                         workers=a.workers)
+                         workers=a.workers, record_input=a.record_input)
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     print(f"held-out greedy pass@1 {pct(result['code']['pass@1'])} over {result['code']['problems']} problems")
     for name in ("reference", "own_failures"):

@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "those compositions (default 0: train on every training problem)")
     g.add_argument("--align-inputs", type=int, default=1,
                    help="test inputs per problem traced into alignment examples (default 1)")
+    g.add_argument("--align-input", choices=("first", "shortest"), default="first",
+                   help="which test inputs the alignment examples run on: the first --align-inputs of each "
+                        "problem, or its shortest ones (smaller values to state; as alignment.record_input="
+                        "shortest picks for RL records and the probe; default first)")
     g.add_argument("--align-k", type=int, default=3, help="target variables per alignment example (default 3)")
     g.add_argument("--align-reasoning", choices=("steps", "fixed"), default="steps",
                    help="reasoning of the alignment answers: steps (one line per step of the program with the "
@@ -322,9 +326,10 @@ def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
     if not code:
         raise SFTError("no training problem has metadata.solution (a reference program)")
     records, harvest_counts = ([], {}) if args.code_fraction == 1.0 or not args.align_inputs else \
-        sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed)
+        sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed,
+                              record_input=args.align_input)
     heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
-        pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1)[0]
+        pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1, record_input=args.align_input)[0]
     reasonings, reasoning_counts = None, None
     if args.align_reasoning == "steps" and records:
         from coderl_jax.alignment.steps import StepsConfig

@@ -153,11 +153,12 @@ def step_reasonings(tracer, records: Sequence, *, steps_cfg=None, timeout_s: flo
 
 
 def alignment_records(tracer, problems: Sequence, *, k: int = 3, targets: str = "last", inputs_per_problem: int = 1,
-                      seed: int = 0, timeout_s: float = 5.0) -> tuple[list, dict]:
+                      seed: int = 0, timeout_s: float = 5.0, record_input: str = "first") -> tuple[list, dict]:
     """Alignment records of the reference solutions, traced in the sandbox on up to
     `inputs_per_problem` of each problem's test inputs (`alignment.harvest.harvest` with reward 0,
-    so the same filters apply: errors, silent or nondeterministic programs, duplicates, ...)."""
-    from coderl_jax.alignment.harvest import harvest
+    so the same filters apply: errors, silent or nondeterministic programs, duplicates, ...): the
+    first ones, or with `record_input="shortest"` the shortest ones, shortest first."""
+    from coderl_jax.alignment.harvest import harvest, shortest_first
 
     views, responses = [], []
     for p in problems:
@@ -165,6 +166,11 @@ def alignment_records(tracer, problems: Sequence, *, k: int = 3, targets: str = 
         if sol is None:
             continue
         tests = p.tests
+        if record_input == "shortest" and len(tests.get("inputs") or []) > 1:
+            order = shortest_first(tests["inputs"])
+            tests = {**tests, "inputs": [tests["inputs"][i] for i in order],
+                     "outputs": [tests["outputs"][i] for i in order]}
+            p = dataclasses.replace(p, tests=tests)
         n_inputs = len(tests.get("inputs") or [])
         for i in range(min(inputs_per_problem, n_inputs) if n_inputs else 1):
             view = p if i == 0 else dataclasses.replace(

@@ -50,6 +50,8 @@ def prepare_data(cfg: TrainConfig) -> TrainConfig:
     alignment = cfg.alignment
     if wants_probe:
         heldout, _ = read_problems(paths["heldout"])
-        alignment = dataclasses.replace(alignment, probe_path=write_probe(out / "probe.jsonl", heldout,
-                                                                          suite.probe_programs))
+        rule = alignment.record_input  # one file per rule: runs with either rule can share the cache
+        name = "probe.jsonl" if rule == "first" else f"probe_{rule}.jsonl"
+        alignment = dataclasses.replace(alignment, probe_path=write_probe(out / name, heldout, suite.probe_programs,
+                                                                          record_input=rule))
     return dataclasses.replace(cfg, data=data, alignment=alignment)

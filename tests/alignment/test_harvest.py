@@ -125,3 +125,25 @@ def test_task_and_probe_follow_the_config_switches(pool, byte_tok):
         assert byte_tok.decode(task.prompt_ids([record])[0]) == alignment_prompt(record, cfg.prompt)
     probe = build_probe_records([{"id": "q", "program": code, "stdin": "4\n"}], pool, k=3, targets="official")
     assert probe[0].target_names == ["a", "b", "c"] and probe[0].program == code
+
+
+def test_record_input_switch_picks_the_shortest_input(pool):
+    from coderl_jax.alignment.harvest import record_input_index
+
+    assert record_input_index(["1 2 3\n", "4\n", "5\n"], "first") == 0
+    assert record_input_index(["1 2 3\n", "4\n", "5\n"], "shortest") == 1  # the first of equals
+    assert record_input_index([[[1, 2, 3]], [[1]]], "shortest") == 1  # call arguments by their repr
+    try:
+        record_input_index(["1\n"], "longest")
+    except ValueError as e:
+        assert "record input rule" in str(e)
+    else:
+        raise AssertionError("an unknown rule must be refused")
+    long_first = Problem(id="p_long", prompt="Read n, print the sum 1..n.",
+                         tests={"style": "stdio", "inputs": ["12\n", "3\n"], "outputs": ["78\n", "6\n"]})
+    [first], _ = harvest(pool, [long_first], [fence(WRONG)], [0.0], record_input="first")
+    [short], _ = harvest(pool, [long_first], [fence(WRONG)], [0.0], record_input="shortest")
+    assert (first.stdin, first.output) == ("12\n", "66\n") and (short.stdin, short.output) == ("3\n", "3\n")
+    [call], _ = harvest(pool, [CALL], [fence("def double(xs):\n    return [x * 3 for x in xs]")], [0.0],
+                        record_input="shortest")
+    assert call.call == "double([3])" and call.output == "[9]\n"

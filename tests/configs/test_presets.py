@@ -103,6 +103,20 @@ def test_prepare_data_writes_the_default_runs_files_once(tmp_path, monkeypatch):
     assert {p.name: p.stat().st_mtime_ns for p in suite.iterdir()} == mtimes
 
 
+def test_the_probe_of_shortest_inputs_has_its_own_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
+    base = load_config("default_cpu").validate()
+    cfg = prepare_data(dataclasses.replace(base, alignment=dataclasses.replace(base.alignment, record_input="shortest")))
+    suite = tmp_path / "suite_seed0"
+    assert cfg.alignment.probe_path == str(suite / "probe_shortest.jsonl")
+    probe = [json.loads(line) for line in (suite / "probe_shortest.jsonl").read_text().splitlines()]
+    heldout = [json.loads(line) for line in (suite / "heldout.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in probe] == [p["id"] for p in heldout[:len(probe)]]
+    shortest = [min(p["tests"]["inputs"], key=len) for p in heldout[:len(probe)]]
+    assert [r["stdin"] for r in probe] == shortest
+    assert sum(r["stdin"] != p["tests"]["inputs"][0] for r, p in zip(probe, heldout)) > len(probe) // 4
+
+
 def test_grpo_preset_trains_on_the_rl_split_beside_the_defaults_files(tmp_path, monkeypatch):
     monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
     cfg = prepare_data(load_config("grpo_cpu").validate())

@@ -74,8 +74,8 @@ def test_shipped_configs_have_the_papers_hyperparameters(path):
         0.001, "k3", 0.2, 0.2, 3.0, "token-mean")
     assert cfg.updates_per_step == 2 and cfg.alignment.mode == "coderl" and cfg.alignment.alpha == 0.6
     a = cfg.alignment  # the official code's alignment rules (docs/paper.md)
-    assert (a.k, a.targets, a.harvest_calls, a.prompt, a.check_determinism, a.max_value_chars) == (
-        3, "official", False, "official", False, 0)
+    assert (a.k, a.targets, a.harvest_calls, a.prompt, a.check_determinism, a.max_value_chars, a.record_input) == (
+        3, "official", False, "official", False, 0, "first")
     assert (a.reward, a.buffer_size, a.buffer_strategy, a.harvest_timeout_s) == ("official", 20_000, "recent", 5.0)
     _, _, chips = parse_topology(cfg.topology)
     m = cfg.mesh

@@ -87,6 +87,16 @@ def test_alignment_examples_from_traced_reference_solutions(pool):
         assert score_answer(r, parse_answer(ex.response)).exact  # the response is the true answer
 
 
+def test_alignment_examples_on_the_shortest_inputs(pool):
+    records, _ = sft.alignment_records(pool, fixture_problems(), k=2, inputs_per_problem=1, record_input="shortest")
+    stdin = {r.source: r.stdin for r in records}
+    # "10 -3" is longer than "1 2", "-5" than "4", "banana" than "sky", "10" than "4"
+    assert stdin == {"train-add": "1 2\n", "train-double": "4\n", "train-count_vowels": "sky\n",
+                     "train-sum_to_n": "4\n"}
+    both, _ = sft.alignment_records(pool, fixture_problems(), k=2, inputs_per_problem=2, record_input="shortest")
+    assert sorted(r.stdin for r in both if r.source == "train-count_vowels") == ["banana\n", "sky\n"]
+
+
 def test_alignment_examples_reason_step_by_step(pool):
     """The step style: the reasoning lines of the per-line trace, then the answer line; a record
     whose per-line run is not the record's falls back to the fixed sentence."""
