@@ -406,12 +406,32 @@ def train_policy(args, data: SFTData, pool, cfg):
     return model_cfg, params, history
 
 
+def init_lineage(init_dir: str | Path) -> dict | None:
+    """What made the model that an `--init` run continues from, as its sft.json records it: the
+    arguments, settings, data counts, training time and scores, with the lineage of its own
+    `--init` nested under "init" (None when the directory has no sft.json)."""
+    path = Path(init_dir) / "sft.json"
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    lineage = {k: rec[k] for k in ("args", "sft", "data", "train_s", "init") if k in rec}
+    if "eval" in rec:
+        ev = rec["eval"]
+        lineage["eval"] = {"heldout_pass@1": ev.get("heldout", {}).get("pass@1"),
+                           "heldout_problems": ev.get("heldout", {}).get("problems"),
+                           "heldout_alignment": {k: ev.get("heldout_alignment", {}).get(k)
+                                                 for k in ("records", "parsed", "item_accuracy", "exact")}}
+    return lineage
+
+
 def save_policy(args, data: SFTData, model_cfg, params, history, cfg) -> tuple[Path, dict]:
-    """The Hugging Face directory and its sft.json (settings, data counts, loss curve)."""
+    """The Hugging Face directory and its sft.json (settings, data counts, loss curve, and with
+    `--init` what made the starting model: `init_lineage`)."""
     import jax.numpy as jnp
 
     from coderl_jax.models.hf_io import save_hf
 
+    lineage = init_lineage(args.init) if args.init is not None else None  # read before --out is replaced
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tok_dir:
         data.tokenizer.save_pretrained(tok_dir)
@@ -424,6 +444,8 @@ def save_policy(args, data: SFTData, model_cfg, params, history, cfg) -> tuple[P
     info = {"args": {k: v for k, v in vars(args).items() if k != "command"}, "sft": dataclasses.asdict(cfg),
             "model": model_info, "data": data.info, "history": history, "train_s": history[-1]["elapsed_s"],
             "tokens_per_s": overall_tokens_per_s(history)}
+    if lineage is not None:
+        info["init"] = lineage
     (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
     return out, info
 

@@ -367,7 +367,16 @@ def test_cli_continues_from_an_earlier_warm_start(tmp_path):
     h1 = json.loads((first / "sft.json").read_text())["history"]
     h2 = json.loads((second / "sft.json").read_text())["history"]
     assert h2[0]["loss"] < 0.8 * h1[0]["loss"], (h1, h2)  # it starts where the first run ended
-    assert json.loads((second / "sft.json").read_text())["args"]["init"] == str(first)
+    info2 = json.loads((second / "sft.json").read_text())
+    assert info2["args"]["init"] == str(first)
+    # the lineage: what made the starting model, nested one level per --init
+    info1 = json.loads((first / "sft.json").read_text())
+    assert {k: info2["init"][k] for k in ("args", "sft", "data")} == {k: info1[k] for k in ("args", "sft", "data")}
+    assert "init" not in info2["init"] and "history" not in info2["init"]
+    third = tmp_path / "third"
+    assert main(["sft", "--out", str(third), "--init", str(second), "--steps", "1", *common]) == 0
+    lineage = json.loads((third / "sft.json").read_text())["init"]
+    assert lineage["args"]["out"] == str(second) and lineage["init"]["args"]["out"] == str(first)
 
 
 @pytest.mark.parametrize("extra, message", [
