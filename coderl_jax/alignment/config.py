@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from coderl_jax.alignment.buffer import STRATEGIES as BUFFER_STRATEGIES
-from coderl_jax.alignment.harvest import RECORD_INPUTS
+from coderl_jax.data.records import RECORD_INPUTS
 from coderl_jax.alignment.prompts import LAYOUTS as PROMPT_LAYOUTS
 from coderl_jax.alignment.rewards import VARIANTS
 from coderl_jax.alignment.targets import STRATEGIES as TARGET_STRATEGIES

@@ -26,26 +26,11 @@ import numpy as np
 
 from coderl_jax.alignment.records import AlignmentRecord
 from coderl_jax.alignment.targets import choose_targets, needs_events, traced_program
+from coderl_jax.data.records import record_input_index
 from coderl_jax.data.responses import extract_code
 
 DROP_REASONS = ("no_code", "unsupported_tests", "call_style", "error", "timeout", "silent", "nondeterministic",
                 "duplicate", "too_long")
-
-
-RECORD_INPUTS = ("first", "shortest")
-
-
-def shortest_first(inputs: Sequence) -> list[int]:
-    """The indices of test inputs from the shortest rendering to the longest (stable for equals)."""
-    return sorted(range(len(inputs)), key=lambda i: len(inputs[i] if isinstance(inputs[i], str) else repr(inputs[i])))
-
-
-def record_input_index(inputs: Sequence, rule: str = "first") -> int:
-    """Which test input a record runs on: the first (the official rule), or with "shortest" the
-    one with the shortest rendering (the first of equals), whose values are the smallest to state."""
-    if rule not in RECORD_INPUTS:
-        raise ValueError(f"record input rule must be one of {RECORD_INPUTS}, got {rule!r}")
-    return shortest_first(inputs)[0] if rule == "shortest" and inputs else 0
 
 
 def runnable(program: str, tests: dict, record_input: str = "first") -> tuple[str, str, str] | None:

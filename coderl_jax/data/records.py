@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 from coderl_jax.errors import UserError
 
@@ -234,3 +234,19 @@ class ReadReport:
     def from_dict(cls, d: dict[str, Any]) -> "ReadReport":
         return cls(d["path"], d["rows"], d["kept"], Counter(d["skipped"]), list(d["examples"]),
                    d.get("max_examples", 5))
+
+
+RECORD_INPUTS = ("first", "shortest")
+
+
+def shortest_first(inputs: Sequence) -> list[int]:
+    """The indices of test inputs from the shortest rendering to the longest (stable for equals)."""
+    return sorted(range(len(inputs)), key=lambda i: len(inputs[i] if isinstance(inputs[i], str) else repr(inputs[i])))
+
+
+def record_input_index(inputs: Sequence, rule: str = "first") -> int:
+    """Which test input a record runs on: the first (the official rule), or with "shortest" the
+    one with the shortest rendering (the first of equals), whose values are the smallest to state."""
+    if rule not in RECORD_INPUTS:
+        raise ValueError(f"record input rule must be one of {RECORD_INPUTS}, got {rule!r}")
+    return shortest_first(inputs)[0] if rule == "shortest" and inputs else 0

@@ -487,7 +487,7 @@ def write_probe(path: str | os.PathLike, heldout: Sequence[Problem], n: int = 32
     first `n` held-out problems' reference solutions with the test input that `record_input`
     chooses (`alignment.harvest.record_input_index`: the first, or the shortest). Left untouched
     when its bytes would not change; returns the path."""
-    from coderl_jax.alignment.harvest import record_input_index
+    from coderl_jax.data.records import record_input_index
 
     rows = [{"id": p.id, "program": p.metadata["solution"],
              "stdin": p.tests["inputs"][record_input_index(p.tests["inputs"], record_input)]} for p in heldout[:n]]

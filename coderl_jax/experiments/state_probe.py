@@ -32,7 +32,7 @@ def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, m
     """(records from the policy's failed greedy programs, the code scores of those programs)."""
     from coderl_jax.alignment.harvest import harvest
     from coderl_jax.rl.rewards import code_rewards
-    from coderl_jax.sft.cli import greedy_texts
+    from coderl_jax.sft.scoring import greedy_texts
     from coderl_jax.sft.trainer import prompt_text
 
     texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens)
@@ -49,13 +49,13 @@ def probe_model(model_dir: str | Path, *, n: int = 100, k: int = 3, suite_seed: 
     from coderl_jax.data import suite
     from coderl_jax.models.hf_io import load_hf, load_tokenizer
     from coderl_jax.sampling.sampler import Sampler
-    from coderl_jax.sft.cli import alignment_scores, split_suite
+    from coderl_jax.sft.scoring import alignment_scores
     from coderl_jax.sft.trainer import alignment_records
 
     cfg, params = load_hf(model_dir)
     tokenizer = load_tokenizer(model_dir)
     sampler = Sampler(cfg, params, tokenizer)
-    _, heldout = split_suite(suite.generate_suite(suite_seed, n_heldout=n_heldout))
+    heldout = suite.generate_suite(suite_seed, n_heldout=n_heldout)["heldout"]
     t0 = time.perf_counter()
     result: dict = {"model": str(model_dir), "suite_seed": suite_seed, "k": k, "max_new_tokens": max_new_tokens,
                     "record_input": record_input}

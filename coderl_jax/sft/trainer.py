@@ -158,7 +158,8 @@ def alignment_records(tracer, problems: Sequence, *, k: int = 3, targets: str = 
     `inputs_per_problem` of each problem's test inputs (`alignment.harvest.harvest` with reward 0,
     so the same filters apply: errors, silent or nondeterministic programs, duplicates, ...): the
     first ones, or with `record_input="shortest"` the shortest ones, shortest first."""
-    from coderl_jax.alignment.harvest import harvest, shortest_first
+    from coderl_jax.alignment.harvest import harvest
+    from coderl_jax.data.records import shortest_first
 
     views, responses = [], []
     for p in problems:

@@ -128,7 +128,7 @@ def test_task_and_probe_follow_the_config_switches(pool, byte_tok):
 
 
 def test_record_input_switch_picks_the_shortest_input(pool):
-    from coderl_jax.alignment.harvest import record_input_index
+    from coderl_jax.data.records import record_input_index
 
     assert record_input_index(["1 2 3\n", "4\n", "5\n"], "first") == 0
     assert record_input_index(["1 2 3\n", "4\n", "5\n"], "shortest") == 1  # the first of equals

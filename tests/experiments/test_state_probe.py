@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from coderl_jax.data import suite
 from coderl_jax.experiments import state_probe
-from coderl_jax.sft.cli import split_suite
 from coderl_jax.sft.trainer import code_response
 
 
 def test_own_failures_are_the_failed_programs_that_run(pool, monkeypatch):
-    _, heldout = split_suite(suite.generate_suite(0, n_train=40, n_heldout=8))
+    heldout = suite.generate_suite(0, n_train=40, n_heldout=8)["heldout"]
     problems = heldout[:6]
     # even problems: the reference (passes); odd: the reference plus an extra line (runs, fails);
     # the last one: a program that raises before printing (fails, not harvestable)
@@ -19,7 +18,7 @@ def test_own_failures_are_the_failed_programs_that_run(pool, monkeypatch):
         sol = p.metadata["solution"]
         texts.append(code_response(sol if i % 2 == 0 else sol + "\nprint('extra')\n"))
     texts[-1] = code_response("raise SystemExit(3)\n")
-    monkeypatch.setattr("coderl_jax.sft.cli.greedy_texts", lambda *a, **k: list(texts))
+    monkeypatch.setattr("coderl_jax.sft.scoring.greedy_texts", lambda *a, **k: list(texts))
     records, code = state_probe.own_failure_records(None, None, pool, problems, n=10, k=3, max_new_tokens=8)
     assert code["pass@1"] == 3 / 6
     assert sorted(r.source for r in records) == sorted(str(p.id) for p in problems[1:5:2])

@@ -1,0 +1,59 @@
+"""Scoring a warm start: greedy (or sampled) completions in fixed-size batches, code pass@1 in the
+sandbox, and the alignment answers' scores (parsed, items right, all items right)."""
+
+from __future__ import annotations
+
+
+def greedy_texts(sampler, tokenizer, prompts: list[str], *, max_new_tokens: int, batch: int = 32,
+                 temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """Greedy completions of chat-rendered `prompts` (sampled ones with `temperature` > 0), in
+    batches of a fixed size (sorted by length, the last batch padded by repetition) so that each
+    prompt bucket compiles once."""
+    from coderl_jax.data.chat import render_prompt
+    from coderl_jax.sampling.sampler import SamplingParams
+
+    ids = [list(tokenizer.encode(render_prompt(p, tokenizer), add_special_tokens=False)) for p in prompts]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(ids)
+    for start in range(0, len(order), batch):
+        rows = order[start:start + batch]
+        chunk = [ids[i] for i in rows]
+        chunk += [chunk[-1]] * (batch - len(chunk)) if len(order) > batch else []
+        sp = SamplingParams(n=1, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + start)
+        results = sampler.generate(chunk, sp)
+        for i, group in zip(rows, results):
+            out[i] = group[0].text
+    return out
+
+
+def code_pass_rate(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -> dict:
+    from coderl_jax.rl.rewards import code_rewards
+    from coderl_jax.sft.trainer import prompt_text
+
+    if not problems:
+        return {"problems": 0, "pass@1": None}
+    texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens)
+    rewards, statuses = code_rewards(pool, problems, texts)
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return {"problems": len(problems), "pass@1": float(rewards.mean()), "statuses": counts,
+            "examples": [{"id": p.id, "passed": bool(r), "response": t} for p, r, t in
+                         list(zip(problems, rewards, texts))[:3]]}
+
+
+def alignment_scores(sampler, tokenizer, records, *, max_new_tokens: int, temperature: float = 0.0,
+                     seed: int = 0) -> dict:
+    from coderl_jax.alignment.answers import parse_answer
+    from coderl_jax.alignment.prompts import alignment_prompt
+    from coderl_jax.alignment.rewards import score_answer
+
+    if not records:
+        return {"records": 0, "exact": None}
+    texts = greedy_texts(sampler, tokenizer, [alignment_prompt(r) for r in records], max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed)
+    scores = [score_answer(r, parse_answer(t)) for r, t in zip(records, texts)]
+    return {"records": len(records), "exact": sum(s.exact for s in scores) / len(scores),
+            "item_accuracy": sum(s.accuracy for s in scores) / len(scores),
+            "parsed": sum(s.parsed for s in scores) / len(scores),
+            "output_correct": sum(s.items[0] for s in scores) / len(scores)}
