@@ -11,6 +11,7 @@ steps; then its last checkpoint is evaluated on the held-out split (`data.eval_p
     pass@1           unbiased pass@1 over `--eval-samples` samples per problem at
                      `--eval-temperature` (coderl_jax.eval, sandboxed unit tests)
     code reasoning   greedy: the final output of an unseen reference program on its first input
+                     (its shortest with `alignment.record_input=shortest`)
                      (alignment/reasoning.py); `state (items)` = the share of traced items right,
                      `state (all items)` = every traced item right
     test output      greedy: the expected output of an unseen problem for its first input, no program
@@ -96,7 +97,8 @@ def heldout_scores(cfg, model: Path, out_dir: Path, *, samples: int, temperature
         summary = evaluate("problems", items, generator, tracer, out_dir, settings, data_path=cfg.data.eval_path,
                            progress=False)
         problems, _ = read_problems(cfg.data.eval_path)
-        pairs = reference_records(problems[: cfg.eval.max_problems], tracer, k=cfg.alignment.k)
+        rule = cfg.alignment.record_input
+        pairs = reference_records(problems[: cfg.eval.max_problems], tracer, k=cfg.alignment.k, record_input=rule)
         tok = generator.tokenizer
 
         def generate(texts):
@@ -106,7 +108,7 @@ def heldout_scores(cfg, model: Path, out_dir: Path, *, samples: int, temperature
             return [g[0].text for g in generator.sampler.generate(ids, sp)]
 
         scores = {"pass@1": float(summary["pass@1"]), "problems": len(items)}
-        scores.update(reasoning_accuracy(generate, pairs))
+        scores.update(reasoning_accuracy(generate, pairs, record_input=rule))
         per_problem = scores.setdefault("per_problem", {})
         for pid, rec in read_records(Path(out_dir) / "problems" / SAMPLES_FILE).items():
             per_problem.setdefault(pid, {})["pass@1"] = rec["num_correct"] / rec["num_samples"]

@@ -49,3 +49,22 @@ def test_reference_records_and_accuracies(pool):
     assert per_problem["square"] == pytest.approx({"code_reasoning": 1.0, "state_accuracy": 0.0,
                                                    "item_accuracy": 1 / 3, "test_output": 1.0})
     assert per_problem["double"]["test_output"] == 0.0 and per_problem["double"]["item_accuracy"] == 1.0
+
+
+def test_shortest_input_rule_for_records_and_test_outputs(pool):
+    p = Problem(id="double", prompt="Problem double: read n and print 2n.",
+                tests={"style": "stdio", "inputs": ["12\n", "3\n"], "outputs": ["24\n", "6\n"]},
+                metadata={"solution": "n = int(input())\nr = n * 2\nprint(r)"})
+    [(_, first)] = reference_records([p], pool, k=1)
+    [(_, short)] = reference_records([p], pool, k=1, record_input="shortest")
+    assert (first.stdin, first.output) == ("12\n", "24\n") and (short.stdin, short.output) == ("3\n", "6\n")
+    asked = []
+
+    def generate(texts):
+        asked.extend(texts)
+        return [json.dumps({"final_output": "6", "variables": {"r": 6}}) for _ in texts]
+
+    acc = reasoning_accuracy(generate, [(p, short)], record_input="shortest")
+    assert acc["code_reasoning"] == 1.0 and acc["test_output"] == 1.0  # "6" is right for the input 3
+    assert "12" not in asked[1] and "3" in asked[1]
+    assert reasoning_accuracy(generate, [(p, short)])["test_output"] == 0.0  # the first input's answer is 24
