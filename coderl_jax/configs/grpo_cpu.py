@@ -26,9 +26,11 @@ config = dataclasses.replace(
     model=str(MODELS_DIR / "coderl-tiny-rl25"),
     out_dir="runs/grpo_cpu",
     # the same suite directory as the default, plus sft.jsonl / rl.jsonl; train on rl.jsonl
+    # code only: the code answers' 176-token budget and the probe of 32 programs on their first inputs,
+    # as this preset was measured
     data=dataclasses.replace(base.data, suite=dataclasses.replace(base.data.suite, rl_reserve=0.25,
-                                                                    train_split="rl")),
-    rollout=dataclasses.replace(base.rollout, dynamic_sampling=True),
+                                                                    train_split="rl", probe_programs=32)),
+    rollout=dataclasses.replace(base.rollout, dynamic_sampling=True, max_new_tokens=176),
     optim=dataclasses.replace(base.optim, learning_rate=1e-4),
-    alignment=dataclasses.replace(base.alignment, mode="off"),
+    alignment=dataclasses.replace(base.alignment, mode="off", probe_max=32, record_input="first"),
 )

@@ -29,6 +29,8 @@ SUITE_SEED0_SHA256 = {
     "sft.jsonl": "a71dcf453895a92bff754e0afbafcae4fe49e34b078aabd52f2e44b64df06f62",  # grpo_cpu's rl_reserve 0.25
     "rl.jsonl": "e27506b61e5f53d52e68e0abee47c52c919a56c77765b1d0e6197cf8228974de",
 }
+# the default run's probe: the first 100 held-out programs on their shortest inputs
+PROBE_SHORTEST_SHA256 = "fc20185c281b0cce9ea1b142f62911a559b0051cdcfcb58b727382fa8f28fb81"
 
 
 def _sha(path) -> str:
@@ -83,18 +85,20 @@ def test_prepare_data_writes_the_default_runs_files_once(tmp_path, monkeypatch):
     cfg = prepare_data(base)
     suite = tmp_path / "suite_seed0"
     assert (cfg.data.train_path, cfg.data.eval_path, cfg.alignment.probe_path) == (
-        str(suite / "train.jsonl"), str(suite / "heldout.jsonl"), str(suite / "probe.jsonl"))
-    assert sorted(p.name for p in suite.iterdir()) == ["heldout.jsonl", "probe.jsonl", "train.jsonl"]
-    for name in ("train.jsonl", "heldout.jsonl", "probe.jsonl"):
+        str(suite / "train.jsonl"), str(suite / "heldout.jsonl"), str(suite / "probe_shortest.jsonl"))
+    assert sorted(p.name for p in suite.iterdir()) == ["heldout.jsonl", "probe_shortest.jsonl", "train.jsonl"]
+    for name in ("train.jsonl", "heldout.jsonl"):
         assert _sha(suite / name) == SUITE_SEED0_SHA256[name], name
+    assert _sha(suite / "probe_shortest.jsonl") == PROBE_SHORTEST_SHA256
     # only the paths changed
     assert dataclasses.replace(cfg, data=base.data, alignment=base.alignment) == base
-    # the probe: the first 32 held-out problems' reference solution and first input
-    probe = [json.loads(line) for line in (suite / "probe.jsonl").read_text().splitlines()]
+    # the probe: the first 100 held-out problems' reference solution and shortest input
+    probe = [json.loads(line) for line in (suite / "probe_shortest.jsonl").read_text().splitlines()]
     heldout = [json.loads(line) for line in (suite / "heldout.jsonl").read_text().splitlines()]
-    assert len(probe) == 32 and probe[5]["id"] == heldout[5]["id"]
+    assert len(probe) == 100 and probe[5]["id"] == heldout[5]["id"]
     assert probe[5]["program"] == heldout[5]["metadata"]["solution"]
-    assert probe[5]["stdin"] == heldout[5]["tests"]["inputs"][0]
+    assert [r["stdin"] for r in probe] == [min(p["tests"]["inputs"], key=len) for p in heldout[:100]]
+    assert sum(r["stdin"] != p["tests"]["inputs"][0] for r, p in zip(probe, heldout)) > 25
 
     # idempotent: a prepared config comes back as is; preparing afresh rewrites nothing
     assert prepare_data(cfg) is cfg
@@ -103,18 +107,19 @@ def test_prepare_data_writes_the_default_runs_files_once(tmp_path, monkeypatch):
     assert {p.name: p.stat().st_mtime_ns for p in suite.iterdir()} == mtimes
 
 
-def test_the_probe_of_shortest_inputs_has_its_own_file(tmp_path, monkeypatch):
+def test_the_probe_of_first_inputs_has_its_own_file(tmp_path, monkeypatch):
     monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
     base = load_config("default_cpu").validate()
-    cfg = prepare_data(dataclasses.replace(base, alignment=dataclasses.replace(base.alignment, record_input="shortest")))
+    cfg = prepare_data(dataclasses.replace(
+        base, alignment=dataclasses.replace(base.alignment, record_input="first"),
+        data=dataclasses.replace(base.data, suite=dataclasses.replace(base.data.suite, probe_programs=32))))
     suite = tmp_path / "suite_seed0"
-    assert cfg.alignment.probe_path == str(suite / "probe_shortest.jsonl")
-    probe = [json.loads(line) for line in (suite / "probe_shortest.jsonl").read_text().splitlines()]
+    assert cfg.alignment.probe_path == str(suite / "probe.jsonl")
+    # the first 32 held-out programs on their first inputs, as the official rule and older runs have it
+    assert _sha(suite / "probe.jsonl") == SUITE_SEED0_SHA256["probe.jsonl"]
+    probe = [json.loads(line) for line in (suite / "probe.jsonl").read_text().splitlines()]
     heldout = [json.loads(line) for line in (suite / "heldout.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in probe] == [p["id"] for p in heldout[:len(probe)]]
-    shortest = [min(p["tests"]["inputs"], key=len) for p in heldout[:len(probe)]]
-    assert [r["stdin"] for r in probe] == shortest
-    assert sum(r["stdin"] != p["tests"]["inputs"][0] for r, p in zip(probe, heldout)) > len(probe) // 4
+    assert [r["stdin"] for r in probe] == [p["tests"]["inputs"][0] for p in heldout[:32]]
 
 
 def test_grpo_preset_trains_on_the_rl_split_beside_the_defaults_files(tmp_path, monkeypatch):
@@ -141,7 +146,7 @@ def test_prepare_data_keeps_explicit_paths_and_follows_suite_overrides(tmp_path,
     assert cfg.data.train_path == str(mine)  # given explicitly: kept
     assert cfg.data.eval_path == str(suite / "heldout.jsonl")
     assert len((suite / "heldout.jsonl").read_text().splitlines()) == 12
-    assert len((suite / "probe.jsonl").read_text().splitlines()) == 5
+    assert len((suite / "probe_shortest.jsonl").read_text().splitlines()) == 5
 
     with pytest.raises(ValueError, match="train_split='rl'.*need data.suite.rl_reserve"):
         apply_overrides(load_config("default_cpu"), ["data.suite.train_split=rl"]).validate()

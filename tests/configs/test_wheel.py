@@ -39,7 +39,7 @@ def test_coderl_train_runs_a_preset_from_the_installed_wheel(tmp_path):
     (wheel,) = wheels.glob("coderl_jax-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("coderl_jax/configs/default_cpu.py", "coderl_jax/configs/data/tiny_problems.jsonl",
-                    "coderl_jax/configs/models/coderl-tiny-early/model.safetensors",
+                    "coderl_jax/configs/models/coderl-tiny-steps/model.safetensors",
                     "coderl_jax/configs/models/coderl-tiny-rl25/chat_template.jinja",
                     "coderl_jax/configs/models/Qwen2.5-Coder-7B-Instruct/config.json"):
         assert shipped in names, shipped
