@@ -38,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from coderl_jax.data.records import Problem
+from coderl_jax.data.records import Problem, record_input_index
 
 SUITE_VERSION = 1
 SPLITS = ("train", "heldout")
@@ -485,10 +485,8 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 def write_probe(path: str | os.PathLike, heldout: Sequence[Problem], n: int = 32, record_input: str = "first") -> str:
     """Write the alignment probe's unseen programs to `path` (JSONL {"id", "program", "stdin"}): the
     first `n` held-out problems' reference solutions with the test input that `record_input`
-    chooses (`alignment.harvest.record_input_index`: the first, or the shortest). Left untouched
+    chooses (`data.records.record_input_index`: the first, or the shortest). Left untouched
     when its bytes would not change; returns the path."""
-    from coderl_jax.data.records import record_input_index
-
     rows = [{"id": p.id, "program": p.metadata["solution"],
              "stdin": p.tests["inputs"][record_input_index(p.tests["inputs"], record_input)]} for p in heldout[:n]]
     path = Path(path)
