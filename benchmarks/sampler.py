@@ -2,8 +2,10 @@
 
 Same random Qwen2 model for both (hidden 256, 4 layers, 8 heads, 2 KV heads, intermediate 768,
 vocab 2048, tied embeddings), batch 64, prompt 64, 128 new tokens, temperature 1, no top-k / top-p,
-no EOS stopping (both produce exactly 128 tokens per row). The two are run interleaved, `--repeats`
-times each, and the medians are compared, so a busy machine slows both alike. Compile time (the
+no EOS stopping (both produce exactly 128 tokens per row). Each side runs in a long-lived process
+of its own (benchmarks/sides.py), started for that side alone: the transformers side builds and
+saves the seeded model, ours loads it. The parent alternates their timed repeats (ABBA),
+`--repeats` each, and compares the medians, so a busy machine slows both alike. Compile time (the
 first call of each shape) is reported separately and not counted.
 
 With `--lengths longtail` it measures decoding with refilled rows instead: 256 sequences (64
@@ -13,12 +15,14 @@ code and alignment rows; a random model does not stop by itself), decoded throug
 rows in one call vs the same 256 sequences in 4 static calls of 64 rows, interleaved. The figure is
 new useful tokens (the sum of the caps) per second; the last line's JSON has "refill_ratio".
 
-Then a batch-size sweep of our sampler (tokens/s and KV-cache bytes per batch size). The process
-first applies `coderl_jax.cpu_runtime.tune_cpu_runtime()` as `coderl train` and
-benchmarks/update.py do (`--no-cpu-tuning` skips it); both sides run under it.
+Then a batch-size sweep of our sampler (tokens/s and KV-cache bytes per batch size), in our side's
+process. Every process first applies `coderl_jax.cpu_runtime.tune_cpu_runtime()` as `coderl
+train` and benchmarks/update.py do (`--no-cpu-tuning` skips it on both sides). `--isa avx2` caps
+both sides to AVX2 (XLA and PyTorch): a proxy, on an AVX-512 machine, for the AVX2 machines most
+laptops and many cloud CPUs are.
 The last line of output is one JSON object.
 
-    python benchmarks/sampler.py [--repeats 3] [--sweep 8,16,32,64,128,256] [--no-sweep]
+    python benchmarks/sampler.py [--repeats 3] [--sweep 8,16,32,64,128,256] [--no-sweep] [--isa avx2]
     python benchmarks/sampler.py --lengths longtail [--repeats 3]
 """
 
@@ -52,14 +56,15 @@ def parse_args(argv=None):
     ap.add_argument("--lengths", default="fixed", choices=["fixed", "longtail"],
                     help="longtail: refilled rows vs static calls on long-tailed lengths (no torch)")
     ap.add_argument("--no-cpu-tuning", action="store_true", help="skip coderl_jax.cpu_runtime.tune_cpu_runtime")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: cap XLA and PyTorch to AVX2 (a proxy for AVX2 machines, labelled so)")
     return ap.parse_args(argv)
 
 
-def build_models(tmp: str):
+def build_model(model_dir: str):
+    """The seeded random Qwen2 in transformers, saved to `model_dir` (our side loads it from there)."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
-
-    from coderl_jax.models.hf_io import load_hf
 
     hf_cfg = Qwen2Config(**CONFIG)
     hf_cfg.architectures = ["Qwen2ForCausalLM"]
@@ -68,9 +73,8 @@ def build_models(tmp: str):
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.05)
-    model.save_pretrained(tmp)
-    cfg, params = load_hf(tmp)
-    return model, cfg, params
+    model.save_pretrained(model_dir)
+    return model
 
 
 def longtail(args, tuning) -> int:
@@ -135,88 +139,121 @@ def longtail(args, tuning) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from coderl_jax.cpu_runtime import tune_cpu_runtime
-
-    tuning = {} if args.no_cpu_tuning else tune_cpu_runtime()  # before JAX or torch start their threads
-    if args.lengths == "longtail":
-        return longtail(args, tuning)
+def ours_side(model_dir: str, batch: int, prompt_len: int, new_tokens: int, chunk: int, unroll: int,
+              cache_dtype: str):
+    """benchmarks/sides.py factory: our sampler on the saved model; run(batch, seed) -> seconds."""
     import jax
     import numpy as np
-    import torch
 
+    from coderl_jax.models.hf_io import load_hf
     from coderl_jax.models.transformer import kv_cache_bytes
     from coderl_jax.sampling.sampler import SamplingParams, Sampler, cache_slots
 
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf_model, cfg, params = build_models(tmp)
-    sampler = Sampler(cfg, params, None, max_cache_len=4096, cache_dtype=args.cache_dtype, chunk=args.chunk,
-                      unroll=args.unroll)
-    b, p, n_new = args.batch, args.prompt_len, args.new_tokens
+    cfg, params = load_hf(model_dir)
+    sampler = Sampler(cfg, params, None, max_cache_len=4096, cache_dtype=cache_dtype, chunk=chunk, unroll=unroll)
     rng = np.random.RandomState(0)
-    sp = SamplingParams(n=1, max_new_tokens=n_new, temperature=1.0, eos_ids=(), seed=0)
+    sp = SamplingParams(n=1, max_new_tokens=new_tokens, temperature=1.0, eos_ids=(), seed=0)
 
-    def ours(batch, seed=0):
-        prompts = rng.randint(0, cfg.vocab_size, (batch, p)).tolist()
+    def run(batch: int = batch, seed: int = 0, kind: str = "time"):
+        if kind == "cache_mib":
+            slots = cache_slots(prompt_len, sampler.spec(sp))
+            dtype = np.dtype(cache_dtype) if cache_dtype == "float32" else jax.numpy.bfloat16
+            return kv_cache_bytes(cfg, batch, slots, dtype) / 2**20
+        prompts = rng.randint(0, cfg.vocab_size, (batch, prompt_len)).tolist()
         t0 = time.perf_counter()
         out, _ = sampler.generate_arrays(prompts, SamplingParams(**{**sp.__dict__, "seed": seed}))
         jax.block_until_ready(out)
         dt = time.perf_counter() - t0
-        assert int(np.asarray(out.num_tokens_r).min()) == n_new
+        assert int(np.asarray(out.num_tokens_r).min()) == new_tokens
         return dt
 
-    def theirs(batch):
-        prompts = torch.tensor(rng.randint(0, cfg.vocab_size, (batch, p)))
+    first = run()  # compile + run
+    compile_s = first - run()
+    return run, {"compile_s": round(compile_s, 2), "jax": jax.__version__, "platform": jax.devices()[0].platform}
+
+
+def transformers_side(model_dir: str, batch: int, prompt_len: int, new_tokens: int, threads: int):
+    """benchmarks/sides.py factory: builds the seeded model, saves it to `model_dir` for our side,
+    and times transformers `generate`; run() -> seconds."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    model = build_model(model_dir)
+    rng = np.random.RandomState(0)
+
+    def run():
+        prompts = torch.tensor(rng.randint(0, CONFIG["vocab_size"], (batch, prompt_len)))
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = hf_model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True, temperature=1.0,
-                                    top_k=0, top_p=1.0, max_new_tokens=n_new, min_new_tokens=n_new,
-                                    eos_token_id=None, pad_token_id=0)
+            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True, temperature=1.0,
+                                 top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                 eos_token_id=None, pad_token_id=0)
         dt = time.perf_counter() - t0
-        assert out.shape[1] == p + n_new
+        assert out.shape[1] == prompt_len + new_tokens
         return dt
 
-    compile_s = ours(b)  # first call: compile + run
-    run_s = ours(b)
-    compile_s -= run_s
-    theirs(b)  # warm-up
-    t_ours, t_hf = [], []
-    for r in range(args.repeats):  # interleaved
-        t_ours.append(ours(b, seed=r + 1))
-        t_hf.append(theirs(b))
+    run()  # warm-up
+    return run, {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.lengths == "longtail":  # ours against ours: one process
+        from coderl_jax.cpu_runtime import tune_cpu_runtime
+
+        tuning = {} if args.no_cpu_tuning else tune_cpu_runtime()  # before JAX starts its threads
+        return longtail(args, tuning)
+    from sides import Sides, cpu_model, isa_env
+
+    b, p, n_new = args.batch, args.prompt_len, args.new_tokens
+    times: dict[str, list[float]] = {"transformers": [], "ours": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        sides_spec = {  # transformers first: it saves the model our side loads
+            "transformers": ("sampler:transformers_side", {"model_dir": tmp, "batch": b, "prompt_len": p,
+                                                           "new_tokens": n_new, "threads": args.threads}),
+            "ours": ("sampler:ours_side", {"model_dir": tmp, "batch": b, "prompt_len": p, "new_tokens": n_new,
+                                           "chunk": args.chunk, "unroll": args.unroll,
+                                           "cache_dtype": args.cache_dtype})}
+        with Sides(sides_spec, cpu_tuning=not args.no_cpu_tuning, env=isa_env(args.isa)) as sides:
+            for r in range(args.repeats):
+                for name in sides.order(r):
+                    times[name].append(sides.run(name, seed=r + 1) if name == "ours" else sides.run(name))
+            info = sides.info
+            sweep = []
+            if not args.no_sweep:
+                print("batch  tokens/s  kv-cache MiB  compile s")
+                for batch in [int(x) for x in args.sweep.split(",") if x]:
+                    first = sides.run("ours", batch=batch)  # compiles unless this batch size ran above
+                    runs = [sides.run("ours", batch=batch, seed=r + 1) for r in range(max(1, args.repeats - 1))]
+                    tps = batch * n_new / statistics.median(runs)
+                    mib = sides.run("ours", batch=batch, kind="cache_mib")
+                    sweep.append({"batch": batch, "tokens_per_s": round(tps), "kv_cache_mib": round(mib, 2),
+                                  "compile_s": round(first - min(runs), 2)})
+                    print(f"{batch:5d}  {tps:8.0f}  {mib:12.2f}  {first - min(runs):9.1f}")
+    t_ours, t_hf = times["ours"], times["transformers"]
     ours_tps = b * n_new / statistics.median(t_ours)
     hf_tps = b * n_new / statistics.median(t_hf)
-    print(f"batch {b}, prompt {p}, {n_new} new tokens, T=1; jax {jax.__version__} on {jax.devices()[0].platform}, "
-          f"torch {torch.__version__} with {args.threads} threads")
+    hf, us = info["transformers"], info["ours"]
+    isa = " (capped to AVX2 on both sides: a proxy)" if args.isa == "avx2" else ""
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores){isa}; batch {b}, prompt {p}, {n_new} new tokens, T=1; "
+          f"jax {us['jax']} on {us['platform']}, torch {hf['torch']} ({hf['capability']}) with {hf['threads']} "
+          f"threads; each side in its own process")
     print(f"ours:         {ours_tps:9.0f} new tokens/s  (runs {', '.join(f'{t:.3f}' for t in t_ours)} s)")
     print(f"transformers: {hf_tps:9.0f} new tokens/s  (runs {', '.join(f'{t:.3f}' for t in t_hf)} s)")
     best = min(t_hf) / min(t_ours)  # fastest run of each: less sensitive to a busy machine
     print(f"ratio:        {ours_tps / hf_tps:9.2f}x  (of medians; {best:.2f}x of the fastest runs)   "
-          f"compile (not counted): {compile_s:.1f} s")
-    result = {"batch": b, "prompt_len": p, "new_tokens": n_new, "ours_tokens_per_s": round(ours_tps),
-              "transformers_tokens_per_s": round(hf_tps), "ratio": round(ours_tps / hf_tps, 3),
-              "ratio_fastest_runs": round(best, 3), "compile_s": round(compile_s, 2),
-              "cache_dtype": args.cache_dtype, "cpu_tuning": tuning}
-
-    if not args.no_sweep:
-        sweep = []
-        print("batch  tokens/s  kv-cache MiB  compile s")
-        for batch in [int(x) for x in args.sweep.split(",") if x]:
-            first = ours(batch)  # compiles unless this batch size ran above
-            times = [ours(batch, seed=r + 1) for r in range(max(1, args.repeats - 1))]
-            tps = batch * n_new / statistics.median(times)
-            slots = cache_slots(p, sampler.spec(sp))
-            mib = kv_cache_bytes(cfg, batch, slots, np.dtype(args.cache_dtype) if args.cache_dtype == "float32"
-                                 else jax.numpy.bfloat16) / 2**20
-            sweep.append({"batch": batch, "tokens_per_s": round(tps), "kv_cache_mib": round(mib, 2),
-                          "compile_s": round(first - min(times), 2)})
-            print(f"{batch:5d}  {tps:8.0f}  {mib:12.2f}  {first - min(times):9.1f}")
+          f"compile (not counted): {us['compile_s']:.1f} s")
+    result = {"cpu": cpu_model(), "isa": args.isa, "batch": b, "prompt_len": p, "new_tokens": n_new,
+              "ours_tokens_per_s": round(ours_tps), "transformers_tokens_per_s": round(hf_tps),
+              "ratio": round(ours_tps / hf_tps, 3), "ratio_fastest_runs": round(best, 3),
+              "compile_s": us["compile_s"], "cache_dtype": args.cache_dtype, "cpu_tuning": not args.no_cpu_tuning,
+              "runs_s": {k: [round(t, 4) for t in v] for k, v in times.items()}}
+    if sweep:
         result["sweep"] = sweep
     print(json.dumps(result))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,15 +1,18 @@
 """Update-step throughput: our jitted train step vs the same computation in transformers + PyTorch.
 
-Both sides run, interleaved, on the same machine in one process: forward, the clipped
-policy-gradient loss over response tokens (token-mean, k3 KL to a reference), backward, gradient
-clipping and AdamW, on the sampler benchmark's random Qwen2 config (hidden 256, 4 layers, 8 heads,
-2 KV heads, intermediate 768, vocab 2048, tied embeddings), batch 64 x 192 tokens. Compile time
-is reported separately. Model FLOPs utilisation is against the machine's measured fp32 matmul
-peak. The last line is one JSON object with the figures and "ratio" (ours / PyTorch tokens/s).
+Forward, the clipped policy-gradient loss over response tokens (token-mean, k3 KL to a reference),
+backward, gradient clipping and AdamW, on the sampler benchmark's random Qwen2 config (hidden 256,
+4 layers, 8 heads, 2 KV heads, intermediate 768, vocab 2048, tied embeddings), batch 64 x 192
+tokens. Each side runs in a long-lived process of its own (benchmarks/sides.py), started for that
+side alone; the parent alternates their timed repeats (ABBA), so a busy machine slows both alike
+and neither runs in a process whose heap or thread pools the other has shaped. Compile time is
+reported separately. Model FLOPs utilisation is against the machine's measured fp32 matmul peak
+(measured in a third process). The last line is one JSON object with the figures and "ratio"
+(ours / PyTorch tokens/s).
 
-The process first applies `coderl_jax.cpu_runtime.tune_cpu_runtime()` (malloc settings that let
-freed step buffers be reused instead of page-faulted afresh), as `coderl train` does on a CPU; it
-is process-wide, so the PyTorch side runs under the same settings. `--no-cpu-tuning` skips it.
+Both side processes first apply `coderl_jax.cpu_runtime.tune_cpu_runtime()` (malloc settings that
+let freed step buffers be reused instead of page-faulted afresh), as `coderl train` does on a CPU;
+`--no-cpu-tuning` skips it on both.
 
     python benchmarks/update.py [--batch 64] [--length 192] [--repeats 5] [--steps 3]
 """
@@ -167,6 +170,34 @@ def torch_side(cfg, batch, steps, device="cpu", autocast=None):
     return run, warm_s
 
 
+def ours_side(batch: int, length: int, prompt: int, steps: int):
+    """benchmarks/sides.py factory: our step in this process; run() -> seconds per step."""
+    import jax
+
+    cfg = model_config()
+    run, compile_s = ours(cfg, make_batch(batch, length, prompt, cfg.vocab_size), steps)
+    run()  # untimed warm-up of the loop
+    return (lambda: run() / steps), {"compile_s": round(compile_s, 2), "jax": jax.__version__}
+
+
+def torch_side_process(batch: int, length: int, prompt: int, steps: int):
+    """benchmarks/sides.py factory: the PyTorch step in this process; run() -> seconds per step."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    cfg = model_config()
+    run, warm_s = torch_side(cfg, make_batch(batch, length, prompt, cfg.vocab_size), steps)
+    run()
+    return (lambda: run() / steps), {"first_step_s": round(warm_s, 2), "torch": torch.__version__,
+                                     "threads": torch.get_num_threads(),
+                                     "capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def peak_side():
+    """benchmarks/sides.py factory: the fp32 matmul peak, measured in a JAX process of its own."""
+    return matmul_peak_gflops, {}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=64)
@@ -175,39 +206,43 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--no-cpu-tuning", action="store_true", help="skip coderl_jax.cpu_runtime.tune_cpu_runtime")
+    parser.add_argument("--isa", choices=["native", "avx2"], default="native",
+                        help="avx2: cap XLA and PyTorch to AVX2 (a proxy for AVX2 machines, labelled so)")
     args = parser.parse_args()
-    from coderl_jax.cpu_runtime import tune_cpu_runtime
+    from sides import Sides, cpu_model, isa_env
 
-    tuning = {} if args.no_cpu_tuning else tune_cpu_runtime()  # before JAX or torch start their threads
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
+    tuning = not args.no_cpu_tuning
     cfg = model_config()
-    batch = make_batch(args.batch, args.length, args.prompt, cfg.vocab_size)
     tokens_per_step = args.batch * args.length
-    our_run, compile_s = ours(cfg, batch, args.steps)
-    torch_run, torch_warm_s = torch_side(cfg, batch, args.steps)
-    our_run(), torch_run()  # untimed warm-up of both loops (ours page-faults heavily on its first run
-    # after the PyTorch step has grown the shared heap); the first timed runs can still be slow
-    our_t, torch_t = [], []
-    for _ in range(args.repeats):  # interleaved so both see the same machine load
-        our_t.append(our_run() / args.steps)
-        torch_t.append(torch_run() / args.steps)
+    shape = {"batch": args.batch, "length": args.length, "prompt": args.prompt, "steps": args.steps}
+    times: dict[str, list[float]] = {"ours": [], "pytorch": []}
+    with Sides({"ours": ("update:ours_side", shape), "pytorch": ("update:torch_side_process", shape)},
+               cpu_tuning=tuning, env=isa_env(args.isa)) as sides:
+        for r in range(args.repeats):
+            for name in sides.order(r):
+                times[name].append(sides.run(name))
+        info = sides.info
+    with Sides({"peak": ("update:peak_side", {})}, cpu_tuning=tuning, env=isa_env(args.isa)) as sides:
+        peak = sides.run("peak")
+    our_t, torch_t = times["ours"], times["pytorch"]
     ours_tps = tokens_per_step / statistics.median(our_t)
     torch_tps = tokens_per_step / statistics.median(torch_t)
-    peak = matmul_peak_gflops()
     mfu = train_flops(cfg, tokens_per_step) / statistics.median(our_t) / (peak * 1e9)
     torch_mfu = train_flops(cfg, tokens_per_step) / statistics.median(torch_t) / (peak * 1e9)
+    compile_s = info["ours"]["compile_s"]
+    isa = " (capped to AVX2 on both sides: a proxy)" if args.isa == "avx2" else ""
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores){isa}; jax {info['ours']['jax']}, torch {info['pytorch']['torch']} "
+          f"({info['pytorch']['capability']}) with {info['pytorch']['threads']} threads; each side in its own process")
     print(f"ours    : {ours_tps:9.0f} tokens/s  (median of {args.repeats}, {args.steps} steps each; compile {compile_s:.1f}s)")
-    print(f"pytorch : {torch_tps:9.0f} tokens/s  (first step {torch_warm_s:.2f}s)")
-    print("per-step seconds, ours   : " + " ".join(f"{t:.2f}" for t in our_t))
-    print("per-step seconds, pytorch: " + " ".join(f"{t:.2f}" for t in torch_t))
+    print(f"pytorch : {torch_tps:9.0f} tokens/s  (first step {info['pytorch']['first_step_s']:.2f}s)")
+    print("per-step seconds, ours   : " + " ".join(f"{t:.3f}" for t in our_t))
+    print("per-step seconds, pytorch: " + " ".join(f"{t:.3f}" for t in torch_t))
     print(f"matmul peak {peak:.0f} GFLOP/s; MFU ours {mfu:.1%}, pytorch {torch_mfu:.1%}")
-    print(json.dumps({"ours_tokens_per_s": round(ours_tps, 1), "pytorch_tokens_per_s": round(torch_tps, 1),
-                      "ratio": round(ours_tps / torch_tps, 3), "compile_s": round(compile_s, 2),
+    print(json.dumps({"cpu": cpu_model(), "isa": args.isa, "ours_tokens_per_s": round(ours_tps, 1), "pytorch_tokens_per_s": round(torch_tps, 1),
+                      "ratio": round(ours_tps / torch_tps, 3), "compile_s": compile_s,
                       "mfu": round(mfu, 4), "pytorch_mfu": round(torch_mfu, 4), "matmul_peak_gflops": round(peak, 1),
-                      "batch": args.batch, "length": args.length, "cpu_tuning": tuning}))
-
+                      "batch": args.batch, "length": args.length, "cpu_tuning": tuning,
+                      "runs_s": {k: [round(t, 4) for t in v] for k, v in times.items()}}))
 
 if __name__ == "__main__":
     main()
