@@ -29,12 +29,14 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import sys
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _libc = ctypes.CDLL(None, use_errno=True)
 _harness = None  # tracer.harness, imported in main()
+_JSON_BOOL = {True: b"true", False: b"false"}
 _FD_BOUND = max(1 << 16, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 # Modules children commonly import; loading them once here makes them free after fork. The list
@@ -259,13 +261,25 @@ def main(argv: list[str]) -> None:
     gc.collect()
     gc.freeze()  # keep preloaded objects out of the collector: fewer copy-on-write faults
     _send(ctl, {"t": "ready", "pid": os.getpid(), "uid": uid, "sweep": mode})
+    # Each fork write-protects every page of this process (copy-on-write, shared with the child),
+    # so every page the loop below writes costs a page fault per job, and a 4 KiB copy while the
+    # child lives. The loop touches as few objects as it can: C functions bound here, one poller,
+    # messages formatted as bytes (json and socket.send_fds cost ~30 faults a job).
+    sendmsg, recvmsg, fork, waitpid, close, pidfd_open = (ctl.sendmsg, ctl.recvmsg, os.fork, os.waitpid, os.close,
+                                                          os.pidfd_open)
+    rights, fd_space = (socket.SOL_SOCKET, socket.SCM_RIGHTS), socket.CMSG_SPACE(8 * 4)  # up to 8 int fds
+    poller = select.poll()
+    poller.register(ctl, select.POLLIN)
+    ctl_fd, ctl_gone, pollin = ctl.fileno(), select.POLLHUP | select.POLLERR, select.POLLIN
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 8)
+            data, ancillary, _, _ = recvmsg(1 << 16, fd_space)
         except OSError:
             break
         if not data:
             break
+        fds = [fd for level, kind, payload in ancillary if (level, kind) == rights
+               for fd in struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])]
         hdr = json.loads(data)
         try:
             os.mkdir(workdir, 0o700)
@@ -274,36 +288,37 @@ def main(argv: list[str]) -> None:
             os.mkdir(workdir, 0o700)
         if uid is not None:
             os.chown(workdir, uid, uid)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             _child(hdr, fds, workdir, uid)
         for fd in fds:
-            os.close(fd)
-        pidfd = os.pidfd_open(pid)
-        _send(ctl, {"t": "started", "pid": pid}, [pidfd])
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        poller.register(ctl, select.POLLIN)
-        supervisor_gone = False
+            close(fd)
+        pidfd = pidfd_open(pid)
+        sendmsg([b'{"t": "started", "pid": %d}' % pid], [(*rights, struct.pack("i", pidfd))])
+        poller.register(pidfd, pollin)
+        supervisor_gone = ctl_muted = False
         while True:
             events = dict(poller.poll())
             if pidfd in events:
                 break
-            ev = events.get(ctl.fileno(), 0)
-            if ev & (select.POLLHUP | select.POLLERR):  # the supervisor is gone
+            ev = events.get(ctl_fd, 0)
+            if ev & ctl_gone:  # the supervisor is gone
                 supervisor_gone = True
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            # else: the next job, queued early: read it after this one
+            if ev:
                 poller.unregister(ctl)
-            elif ev:  # the next job, queued early: read it after this one
-                poller.unregister(ctl)
-        _, status = os.waitpid(pid, 0)
-        os.close(pidfd)
+                ctl_muted = True
+        poller.unregister(pidfd)
+        _, status = waitpid(pid, 0)
+        close(pidfd)
         swept = _sweep(mode, uid, pid)
         clean = _wipe(tmp, workdir, keep)
         if supervisor_gone:
             break
-        _send(ctl, {"t": "exit", "status": status, "swept": swept, "clean": clean})
-
+        if ctl_muted:
+            poller.register(ctl, pollin)
+        sendmsg([b'{"t": "exit", "status": %d, "swept": %d, "clean": %s}' % (status, swept, _JSON_BOOL[clean])])
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -226,3 +226,52 @@ def test_package_under_tmp_is_visible_inside_the_sandbox(tmp_path):
         assert not (root / "planted").exists()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+                out += kids
+                todo += kids
+        except OSError:
+            pass
+    return out
+
+
+def test_zygote_kills_the_running_job_when_the_supervisor_goes():
+    """The zygote watches its control socket while a job runs: if the supervisor goes away (here
+    without killing the job itself, as a crashed supervisor would), the zygote kills the job and
+    exits, so no job outlives its supervisor."""
+    import json
+    import marshal
+    import socket
+
+    from tracer.sandbox import Limits, Zygote, _memfd, detect_layers
+
+    z = Zygote(detect_layers(), Limits())
+    lim = z.limits
+    hdr = {"t": "run", "limits": {"cpu_s": 60, "as_bytes": lim.memory_mb << 20, "file_bytes": lim.file_bytes,
+                                  "nofile": lim.nofile, "nproc": z.nproc}}
+    job = {"kind": "stdio", "program": "import time\ntime.sleep(60)\n", "index": 0, "nonce": "n"}
+    pipes = [os.pipe() for _ in range(3)]
+    fds = [_memfd(marshal.dumps(job)), _memfd(b""), *(w for _, w in pipes)]
+    socket.send_fds(z.sock, [json.dumps(hdr).encode()], fds)
+    for fd in fds:
+        os.close(fd)
+    msg, got = z._recv(20.0)
+    assert msg["t"] == "started"
+    os.close(got[0])  # the supervisor's pidfd: it will not kill the job
+    job_pids = set(_descendants(z.proc.pid))
+    assert job_pids
+    z.sock.shutdown(socket.SHUT_RDWR)
+    z.proc.wait(timeout=10)  # the zygote exits on its own, long before the job's 60 s sleep ends...
+    for pid in job_pids:  # ...and takes the job with it
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+    for r, _ in pipes:
+        os.close(r)
+    z.close(hard=True)
