@@ -31,12 +31,9 @@ def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, m
                         record_input: str = "first") -> tuple[list, dict]:
     """(records from the policy's failed greedy programs, the code scores of those programs)."""
     from coderl_jax.alignment.harvest import harvest
-    from coderl_jax.rl.rewards import code_rewards
-    from coderl_jax.sft.scoring import greedy_texts
-    from coderl_jax.sft.trainer import prompt_text
+    from coderl_jax.sft.scoring import code_attempts
 
-    texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens)
-    rewards, _ = code_rewards(pool, problems, texts)
+    texts, rewards, _ = code_attempts(sampler, tokenizer, pool, problems, max_new_tokens=max_new_tokens)
     records, counts = harvest(pool, problems, texts, rewards, k=k, targets="last", rng=np.random.default_rng(0),
                               record_input=record_input)
     return records[:n], {"problems": len(problems), "pass@1": float(rewards.mean()), "harvest": counts}

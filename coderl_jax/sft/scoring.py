@@ -3,6 +3,11 @@ sandbox, and the alignment answers' scores (parsed, items right, all items right
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 def greedy_texts(sampler, tokenizer, prompts: list[str], *, max_new_tokens: int, batch: int = 32,
                  temperature: float = 0.0, seed: int = 0) -> list[str]:
@@ -26,14 +31,20 @@ def greedy_texts(sampler, tokenizer, prompts: list[str], *, max_new_tokens: int,
     return out
 
 
-def code_pass_rate(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -> dict:
+def code_attempts(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -> tuple[list[str], np.ndarray, list]:
+    """The greedy responses to `problems`, their rewards and statuses from the sandboxed tests."""
     from coderl_jax.rl.rewards import code_rewards
     from coderl_jax.sft.trainer import prompt_text
 
-    if not problems:
-        return {"problems": 0, "pass@1": None}
     texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens)
     rewards, statuses = code_rewards(pool, problems, texts)
+    return texts, rewards, statuses
+
+
+def code_pass_rate(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -> dict:
+    if not problems:
+        return {"problems": 0, "pass@1": None}
+    texts, rewards, statuses = code_attempts(sampler, tokenizer, pool, problems, max_new_tokens=max_new_tokens)
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s] = counts.get(s, 0) + 1
