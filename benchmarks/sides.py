@@ -122,12 +122,15 @@ def cpu_model() -> str:
 
 
 def isa_env(isa: str) -> dict[str, str]:
-    """The environment for both sides; `isa="avx2"` caps XLA and PyTorch to AVX2 (on an AVX-512
-    machine, a proxy for an AVX2 one: report it as such)."""
+    """The environment for both sides; `isa="avx2"` caps both to AVX2 where a switch exists (on an
+    AVX-512 machine, a proxy for an AVX2 one: report it as such). PyTorch's kernels (ATen), oneDNN
+    and MKL are all capped; XLA's flag is documented for the code LLVM generates, while the XNNPACK
+    kernels XLA:CPU calls for its matmuls choose their instructions at run time, so the proxy may
+    flatter our side."""
     env = dict(os.environ)
     if isa == "avx2":
         env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), "--xla_cpu_max_isa=AVX2"]))
-        env["ATEN_CPU_CAPABILITY"] = "avx2"
+        env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
     elif isa != "native":
         raise ValueError(f"--isa must be native or avx2, not {isa!r}")
     return env
