@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -164,11 +165,33 @@ def paired_differences(results: dict[str, list[dict]], base: str = BASELINE) -> 
     return out
 
 
+def seeds_needed(paired: dict, effect: float = 0.01) -> dict:
+    """arm -> column -> {"observed": seeds, "effect": seeds}: how many seeds per arm would put the
+    by-seed paired difference two standard errors from zero, at the difference observed and at
+    `effect` (1 point), with the per-seed spread observed: n = (2 sd / difference)^2, at least 2
+    (left out where one seed gives no spread; inf for an observed difference of zero)."""
+    out: dict = {}
+    for arm, cols in paired.items():
+        for key, entry in cols.items():
+            mean, se, n = entry["by_seed"]
+            if se is None:
+                continue
+            sd = se * math.sqrt(n)
+            out.setdefault(arm, {})[key] = {"observed": _ceil((2 * sd / abs(mean)) ** 2) if mean else math.inf,
+                                            "effect": _ceil((2 * sd / effect) ** 2)}
+    return out
+
+
+def _ceil(x: float) -> int:
+    """Seeds, at least 2 (a standard error needs two); 2.0000000001 from rounding is 2, not 3."""
+    return max(2, math.ceil(x - 1e-9))
+
+
 def _pm(mean: float, se: float | None) -> str:
     return f"{100 * mean:+.1f}" + (f" ± {100 * se:.1f}" if se is not None else "")
 
 
-def markdown(agg: dict, seeds: list[int], steps, paired: dict | None = None) -> str:
+def markdown(agg: dict, seeds: list[int], steps, paired: dict | None = None, needed: dict | None = None) -> str:
     head = "| arm | " + " | ".join(label for _, label in COLUMNS) + " |"
     lines = [f"Held-out split, mean ± std over seeds {seeds} ({steps} steps per run).", "", head,
              "|---|" + "---|" * len(COLUMNS)]
@@ -183,7 +206,19 @@ def markdown(agg: dict, seeds: list[int], steps, paired: dict | None = None) -> 
                                                               if "by_problem" in cols[k] else "—"))
                      if k in cols else "—" for k, _ in COLUMNS]
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if needed:
+        lines += ["", f"Seeds per arm for the difference from {BASELINE} (paired by seed) to stand two standard "
+                  "errors from zero, with the per-seed spread seen here: at the difference observed / at 1 point.",
+                  "", head, "|---|" + "---|" * len(COLUMNS)]
+        for arm, cols in needed.items():
+            cells = [f"{_count(cols[k]['observed'])} / {_count(cols[k]['effect'])}" if k in cols else "—"
+                     for k, _ in COLUMNS]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _count(n: float) -> str:
+    return "never" if n == math.inf else f"{n:,}"
 
 
 def plot(agg: dict, path: Path) -> None:
@@ -240,13 +275,20 @@ def run_ablation(config_path: str, *, arms: list[str], seeds: list[int], out: Pa
             results[arm].append(_cached(run_dir / "result.json", compute))
     agg = aggregate(results)
     paired = paired_differences(results)
+    needed = seeds_needed(paired)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(agg, seeds, steps if steps is not None else "config", paired)
+    table = markdown(agg, seeds, steps if steps is not None else "config", paired, needed)
     (out / "ablation.md").write_text(table)
     (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "steps": steps, "runs": results,
-                                                   "mean_std": agg, "vs_" + BASELINE: paired}, indent=2) + "\n")
+                                                   "mean_std": agg, "vs_" + BASELINE: paired,
+                                                   "seeds_needed": _jsonable(needed)}, indent=2) + "\n")
     plot(agg, out / "ablation.png")
     return {"table": table, "aggregate": agg, "paired": paired, "runs": results}
+
+
+def _jsonable(needed: dict) -> dict:
+    return {arm: {k: {w: (None if n == math.inf else n) for w, n in v.items()} for k, v in cols.items()}
+            for arm, cols in needed.items()}
 
 
 def _cached(path: Path, compute) -> dict:

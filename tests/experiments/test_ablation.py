@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coderl_jax.experiments.ablation import run_ablation
+from coderl_jax.experiments.ablation import run_ablation, seeds_needed
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "tiny_cpu.py")
@@ -52,7 +52,12 @@ def test_ablation_applies_arms_aggregates_and_resumes(tmp_path):
     assert "by_problem" not in out["paired"]["coderl"]["code_reasoning"]
     assert "grpo" not in out["paired"] and "warm start" not in out["paired"]
     assert "| coderl | +10.0 ± 0.0 / +12.5 ± 2.5 | +0.0 ± 0.0 / — |" in table
-    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["seeds"] == [0, 1]
+    saved = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert saved["seeds"] == [0, 1]
+    # align_only - grpo, code reasoning: 0 on both seeds -> never; pass@1 by seed: (0.1 + 0.02 s) - (0.3 +
+    # 0.02 s) = -0.2 on both seeds, no spread -> the minimum of 2 seeds either way
+    assert saved["seeds_needed"]["align_only"]["code_reasoning"] == {"observed": None, "effect": 2}
+    assert "| align_only | 2 / 2 | never / 2 |" in table
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
 
     # a rerun reuses every finished run and evaluation
@@ -82,3 +87,15 @@ def test_equal_code_arm_adds_alignment_prompts_on_top(tmp_path, overrides):
     # ... plus alignment prompts in the ratio the other CodeRL+ arms use
     assert n_align / n_code == pytest.approx((1 - coderl.alignment.alpha) / coderl.alignment.alpha, abs=0.5 / n_code)
     assert equal.alignment.mode == "coderl"
+
+
+def test_seeds_needed_follows_the_per_seed_spread():
+    # by-seed differences 0.01 and 0.03: mean 0.02, sd 0.01414, se 0.01 over 2 seeds
+    paired = {"coderl": {"pass@1": {"by_seed": (0.02, 0.01, 2)}, "state": {"by_seed": (0.0, 0.005, 2)},
+                         "single": {"by_seed": (0.05, None, 1)}}}
+    needed = seeds_needed(paired)
+    # observed: (2 * 0.01414 / 0.02)^2 = 2; a 1-point effect: (2 * 0.01414 / 0.01)^2 = 8
+    assert needed["coderl"]["pass@1"] == {"observed": 2, "effect": 8}
+    assert needed["coderl"]["state"]["observed"] == float("inf")  # no difference seen
+    assert needed["coderl"]["state"]["effect"] == 2  # (2 * 0.00707 / 0.01)^2 = 2
+    assert "single" not in needed["coderl"]  # one seed: no spread to go on
