@@ -18,7 +18,8 @@ steps; then its last checkpoint is evaluated on the held-out split (`data.eval_p
 
 The warm start (the config's model) is evaluated the same way. Results are mean ± std over seeds
 in `<out>/ablation.md` (a markdown table), `<out>/ablation.json` and `<out>/ablation.png`, with
-each arm's difference from GRPO and its standard error, paired by seed and by held-out problem. Each
+each arm's difference from GRPO and its standard error, paired by seed and by held-out problem, and
+the seeds per arm each difference would need to stand two standard errors from zero. Each
 finished run keeps its `result.json`, so rerunning the command resumes where it stopped.
 """
 
