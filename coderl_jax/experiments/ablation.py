@@ -178,7 +178,8 @@ def seeds_needed(paired: dict, effect: float = 0.01) -> dict:
             if se is None:
                 continue
             sd = se * math.sqrt(n)
-            out.setdefault(arm, {})[key] = {"observed": _ceil((2 * sd / abs(mean)) ** 2) if mean else math.inf,
+            seen = abs(mean) > 1e-9  # a zero difference summed from floats is ~1e-17, not a difference
+            out.setdefault(arm, {})[key] = {"observed": _ceil((2 * sd / abs(mean)) ** 2) if seen else math.inf,
                                             "effect": _ceil((2 * sd / effect) ** 2)}
     return out
 

@@ -91,11 +91,11 @@ def test_equal_code_arm_adds_alignment_prompts_on_top(tmp_path, overrides):
 
 def test_seeds_needed_follows_the_per_seed_spread():
     # by-seed differences 0.01 and 0.03: mean 0.02, sd 0.01414, se 0.01 over 2 seeds
-    paired = {"coderl": {"pass@1": {"by_seed": (0.02, 0.01, 2)}, "state": {"by_seed": (0.0, 0.005, 2)},
+    paired = {"coderl": {"pass@1": {"by_seed": (0.02, 0.01, 2)}, "state": {"by_seed": (1.4e-17, 0.005, 2)},
                          "single": {"by_seed": (0.05, None, 1)}}}
     needed = seeds_needed(paired)
     # observed: (2 * 0.01414 / 0.02)^2 = 2; a 1-point effect: (2 * 0.01414 / 0.01)^2 = 8
     assert needed["coderl"]["pass@1"] == {"observed": 2, "effect": 8}
-    assert needed["coderl"]["state"]["observed"] == float("inf")  # no difference seen
+    assert needed["coderl"]["state"]["observed"] == float("inf")  # no difference seen (float noise is none)
     assert needed["coderl"]["state"]["effect"] == 2  # (2 * 0.00707 / 0.01)^2 = 2
     assert "single" not in needed["coderl"]  # one seed: no spread to go on
