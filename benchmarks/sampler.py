@@ -255,5 +255,6 @@ def main(argv=None) -> int:
     print(json.dumps(result))
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

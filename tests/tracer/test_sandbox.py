@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tracer_helpers import asserts, call, leftovers, stdio
+from tracer_helpers import asserts, call, descendants, leftovers, stdio
 from tracer import judge
 from tracer.pool import QueueFull, RequestError, TracerPool
 
@@ -228,21 +228,6 @@ def test_package_under_tmp_is_visible_inside_the_sandbox(tmp_path):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    kids = [int(c) for c in f.read().split()]
-                out += kids
-                todo += kids
-        except OSError:
-            pass
-    return out
-
-
 def test_zygote_kills_the_running_job_when_the_supervisor_goes():
     """The zygote watches its control socket while a job runs: if the supervisor goes away (here
     without killing the job itself, as a crashed supervisor would), the zygote kills the job and
@@ -266,7 +251,7 @@ def test_zygote_kills_the_running_job_when_the_supervisor_goes():
     msg, got = z._recv(20.0)
     assert msg["t"] == "started"
     os.close(got[0])  # the supervisor's pidfd: it will not kill the job
-    job_pids = set(_descendants(z.proc.pid))
+    job_pids = set(descendants(z.proc.pid))
     assert job_pids
     z.sock.shutdown(socket.SHUT_RDWR)
     z.proc.wait(timeout=10)  # the zygote exits on its own, long before the job's 60 s sleep ends...
