@@ -1,7 +1,7 @@
 """The alignment part of a training config (`TrainConfig.alignment`), with the paper's ablation
-switches. Defaults follow the paper and its official code except where noted; the three noted
+switches. Defaults follow the paper and its official code except where noted; the noted
 extensions (`targets`, `harvest_calls`, `prompt`, `record_input`) and the checks the official code does not make
-(`check_determinism`, `max_value_chars`) have switches whose official values the paper configs
+(`check_determinism`, `max_value_chars`, `max_output_chars`) have switches whose official values the paper configs
 use (coderl_jax/configs/paper_settings.py, docs/paper.md)."""
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class AlignmentConfig:
     harvest_timeout_s: float = 5.0
     check_determinism: bool = True  # trace twice, drop programs whose output or values differ (official: once)
     max_value_chars: int = 200  # values with longer renderings are not asked about (<= 0: no limit, the official)
+    # programs whose output (stripped) is longer are not harvested or probed (<= 0: no limit, the official);
+    # with a small max_value_chars it makes the records easier for small policies
+    max_output_chars: int = 0
     answer_tokens: int = 256  # room for the teacher-forced true answer (likelihood reward, probe)
     probe_path: str = ""  # JSONL of held-out programs ({"program", "stdin"}) for the probe metric
     probe_max: int = 64
@@ -61,6 +64,8 @@ class AlignmentConfig:
         need(type(self.k) is int, f"k must be an integer, got {self.k!r}")
         need(type(self.max_value_chars) is int,
              f"max_value_chars must be an integer (<= 0: no limit), got {self.max_value_chars!r}")
+        need(type(self.max_output_chars) is int,
+             f"max_output_chars must be an integer (<= 0: no limit), got {self.max_output_chars!r}")
         need(self.reward in VARIANTS, f"reward must be one of {VARIANTS}, got {self.reward!r}")
         need(self.buffer_strategy in BUFFER_STRATEGIES,
              f"buffer_strategy must be one of {BUFFER_STRATEGIES}, got {self.buffer_strategy!r}")

@@ -30,7 +30,12 @@ from coderl_jax.data.records import record_input_index
 from coderl_jax.data.responses import extract_code
 
 DROP_REASONS = ("no_code", "unsupported_tests", "call_style", "error", "timeout", "silent", "nondeterministic",
-                "duplicate", "too_long")
+                "duplicate", "long_output", "too_long")
+
+
+def output_fits(stdout: str, max_output_chars: int) -> bool:
+    """Whether a program's output is short enough to be asked about (<= 0: any length, the official)."""
+    return max_output_chars <= 0 or len(stdout.strip()) <= max_output_chars
 
 
 def runnable(program: str, tests: dict, record_input: str = "first") -> tuple[str, str, str] | None:
@@ -58,8 +63,8 @@ def runnable(program: str, tests: dict, record_input: str = "first") -> tuple[st
 
 def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Sequence[float], *, k: int = 3,
             targets: str = "last", step: int = 0, rng: np.random.Generator | None = None, timeout_s: float = 5.0,
-            check_determinism: bool = True, max_value_chars: int = 200, harvest_calls: bool = True,
-            record_input: str = "first", prompt_fits: Callable[[AlignmentRecord], bool] | None = None) -> tuple[list[AlignmentRecord], dict]:
+            check_determinism: bool = True, max_value_chars: int = 200, max_output_chars: int = 0,
+            harvest_calls: bool = True, record_input: str = "first", prompt_fits: Callable[[AlignmentRecord], bool] | None = None) -> tuple[list[AlignmentRecord], dict]:
     """Records from the failed rollouts, and counts: {"considered", "harvested", "<reason>": n}."""
     rng = rng or np.random.default_rng(step)
     counts = collections.Counter({r: 0 for r in DROP_REASONS})
@@ -101,6 +106,9 @@ def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Seque
             continue
         if res.get("nondeterministic"):
             counts["nondeterministic"] += 1
+            continue
+        if not output_fits(stdout, max_output_chars):
+            counts["long_output"] += 1
             continue
         chosen = choose_targets(res, k, targets, rng=rng, max_value_chars=max_value_chars)
         record = AlignmentRecord(program=prog, stdin=stdin, output=stdout, call=call, source=str(problem.id),

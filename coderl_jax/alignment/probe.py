@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coderl_jax.alignment.harvest import output_fits
 from coderl_jax.alignment.likelihood import teacher_forced
 from coderl_jax.alignment.records import AlignmentRecord
 from coderl_jax.alignment.targets import choose_targets, traced_program
@@ -41,20 +42,29 @@ def read_probe_file(path: str | Path) -> list[dict]:
 
 
 def build_probe_records(rows: list[dict], tracer, *, k: int, targets: str, max_value_chars: int = 200,
-                        timeout_s: float = 5.0, limit: int = 64) -> list[AlignmentRecord]:
-    """Trace the probe programs; programs that fail, print nothing or are nondeterministic are left out."""
+                        max_output_chars: int = 0, timeout_s: float = 5.0, limit: int = 64) -> list[AlignmentRecord]:
+    """Up to `limit` records of the probe programs, in file order: programs that fail, print
+    nothing, are nondeterministic or print more than `max_output_chars` are left out, and the
+    rows after the first `limit` stand in for them."""
     strategy = "last" if targets == "loop" else targets  # no per-line trace here
-    results = tracer.trace([{"id": r["id"], "program": traced_program(r["program"], strategy), "stdin": r["stdin"],
-                             "timeout_s": timeout_s, "check_determinism": True} for r in rows[:limit]])
-    records = []
+    records: list[AlignmentRecord] = []
     rng = np.random.default_rng(0)
-    for row, res in zip(rows, results):
-        if res.get("status") != "ok" or not (res.get("stdout") or "").strip() or res.get("nondeterministic"):
-            log.warning("probe %s left out: status %s", row["id"], res.get("status"))
-            continue
-        chosen = choose_targets(res, k, strategy, rng=rng, max_value_chars=max_value_chars)
-        records.append(AlignmentRecord(program=row["program"], stdin=row["stdin"], output=res["stdout"],
-                                       source=row["id"], targets=chosen))
+    start = 0
+    while len(records) < limit and start < len(rows):  # later rows stand in for those left out
+        chunk = rows[start:start + limit - len(records)]
+        start += len(chunk)
+        results = tracer.trace([{"id": r["id"], "program": traced_program(r["program"], strategy),
+                                 "stdin": r["stdin"], "timeout_s": timeout_s, "check_determinism": True}
+                                for r in chunk])
+        for row, res in zip(chunk, results):
+            if res.get("status") != "ok" or not (res.get("stdout") or "").strip() or res.get("nondeterministic"):
+                log.warning("probe %s left out: status %s", row["id"], res.get("status"))
+                continue
+            if not output_fits(res["stdout"], max_output_chars):
+                continue
+            chosen = choose_targets(res, k, strategy, rng=rng, max_value_chars=max_value_chars)
+            records.append(AlignmentRecord(program=row["program"], stdin=row["stdin"], output=res["stdout"],
+                                           source=row["id"], targets=chosen))
     return records
 
 
@@ -63,7 +73,7 @@ def load_probe(rows: list[dict], cfg, tracer, align) -> list[AlignmentRecord]:
     prompt fits."""
     a = cfg.alignment
     records = build_probe_records(rows, tracer, k=a.k, targets=a.targets, max_value_chars=a.max_value_chars,
-                                  timeout_s=a.harvest_timeout_s, limit=a.probe_max)
+                                  max_output_chars=a.max_output_chars, timeout_s=a.harvest_timeout_s, limit=a.probe_max)
     return [r for r in records if align.prompt_fits(r)]
 
 

@@ -146,7 +146,8 @@ class AlignmentTask:
         records, counts = harvest(tracer, problems, texts, rewards, k=self.cfg.k, targets=self.cfg.targets,
                                   step=step, rng=_rng(self.seed, step, 12), timeout_s=self.cfg.harvest_timeout_s,
                                   check_determinism=self.cfg.check_determinism,
-                                  max_value_chars=self.cfg.max_value_chars, harvest_calls=self.cfg.harvest_calls,
+                                  max_value_chars=self.cfg.max_value_chars,
+                                  max_output_chars=self.cfg.max_output_chars, harvest_calls=self.cfg.harvest_calls,
                                   record_input=self.cfg.record_input, prompt_fits=self.prompt_fits)
         self.buffer.add(records)
         m = {f"harvest/{k}" if k in ("considered", "harvested") else f"harvest/dropped_{k}": float(v)

@@ -28,19 +28,22 @@ import numpy as np
 
 
 def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, max_new_tokens: int,
-                        record_input: str = "first") -> tuple[list, dict]:
+                        record_input: str = "first", max_value_chars: int = 200,
+                        max_output_chars: int = 0) -> tuple[list, dict]:
     """(records from the policy's failed greedy programs, the code scores of those programs)."""
     from coderl_jax.alignment.harvest import harvest
     from coderl_jax.sft.scoring import code_attempts
 
     texts, rewards, _ = code_attempts(sampler, tokenizer, pool, problems, max_new_tokens=max_new_tokens)
     records, counts = harvest(pool, problems, texts, rewards, k=k, targets="last", rng=np.random.default_rng(0),
-                              record_input=record_input)
+                              record_input=record_input, max_value_chars=max_value_chars,
+                              max_output_chars=max_output_chars)
     return records[:n], {"problems": len(problems), "pass@1": float(rewards.mean()), "harvest": counts}
 
 
 def probe_model(model_dir: str | Path, *, n: int = 100, k: int = 3, suite_seed: int = 0, n_heldout: int = 300,
-                max_new_tokens: int = 384, workers: int = 2, seed: int = 0, record_input: str = "first") -> dict:
+                max_new_tokens: int = 384, workers: int = 2, seed: int = 0, record_input: str = "first",
+                max_value_chars: int = 200, max_output_chars: int = 0) -> dict:
     from tracer import TracerPool
 
     from coderl_jax.data import suite
@@ -54,13 +57,15 @@ def probe_model(model_dir: str | Path, *, n: int = 100, k: int = 3, suite_seed: 
     sampler = Sampler(cfg, params, tokenizer)
     heldout = suite.generate_suite(suite_seed, n_heldout=n_heldout)["heldout"]
     t0 = time.perf_counter()
+    filters = {"record_input": record_input, "max_value_chars": max_value_chars, "max_output_chars": max_output_chars}
     result: dict = {"model": str(model_dir), "suite_seed": suite_seed, "k": k, "max_new_tokens": max_new_tokens,
-                    "record_input": record_input}
+                    **filters}
     with TracerPool(workers=workers) as pool:
-        sets = {"reference": alignment_records(pool, heldout[:n], k=k, seed=1, record_input=record_input)[0]}
+        # the first n held-out programs that pass the filters (all of the first n without them)
+        reference = alignment_records(pool, heldout if max_output_chars > 0 else heldout[:n], k=k, seed=1, **filters)
+        sets = {"reference": reference[0][:n]}
         sets["own_failures"], result["code"] = own_failure_records(sampler, tokenizer, pool, heldout, n=n, k=k,
-                                                                   max_new_tokens=max_new_tokens,
-                                                                   record_input=record_input)
+                                                                   max_new_tokens=max_new_tokens, **filters)
     for name, records in sets.items():
         result[name] = {"greedy": alignment_scores(sampler, tokenizer, records, max_new_tokens=max_new_tokens),
                         "t1": alignment_scores(sampler, tokenizer, records, max_new_tokens=max_new_tokens,
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--record-input", choices=("first", "shortest"), default="first",
                     help="the test input each record runs on (alignment.record_input)")
+    ap.add_argument("--max-value-chars", type=int, default=200,
+                    help="targets whose value renders longer are not asked about (alignment.max_value_chars)")
+    ap.add_argument("--max-output-chars", type=int, default=0,
+                    help="programs whose output is longer are left out (alignment.max_output_chars; 0: no limit)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     if not (Path(a.model) / "config.json").is_file():
@@ -93,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING)
     result = probe_model(a.model, n=a.n, k=a.k, suite_seed=a.suite_seed, max_new_tokens=a.max_new_tokens,
-                         workers=a.workers, record_input=a.record_input)
+                         workers=a.workers, record_input=a.record_input, max_value_chars=a.max_value_chars,
+                         max_output_chars=a.max_output_chars)
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     print(f"held-out greedy pass@1 {pct(result['code']['pass@1'])} over {result['code']['problems']} problems")
     for name in ("reference", "own_failures"):

@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "problem, or its shortest ones (smaller values to state; as alignment.record_input="
                         "shortest picks for RL records and the probe; default first)")
     g.add_argument("--align-k", type=int, default=3, help="target variables per alignment example (default 3)")
+    g.add_argument("--align-max-value-chars", type=int, default=200,
+                   help="target variables whose value renders longer are not asked about (as "
+                        "alignment.max_value_chars; default 200)")
+    g.add_argument("--align-max-output-chars", type=int, default=0,
+                   help="programs whose output is longer are not made into alignment examples (as "
+                        "alignment.max_output_chars; default 0: no limit)")
     g.add_argument("--align-reasoning", choices=("steps", "fixed"), default="steps",
                    help="reasoning of the alignment answers: steps (one line per step of the program with the "
                         "value it leaves, and the partial values of folds, from a per-line trace) or fixed (one "
@@ -271,11 +277,13 @@ def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
     code = sft.code_examples(train)
     if not code:
         raise SFTError("no training problem has metadata.solution (a reference program)")
+    filters = {"max_value_chars": args.align_max_value_chars, "max_output_chars": args.align_max_output_chars}
     records, harvest_counts = ([], {}) if args.code_fraction == 1.0 or not args.align_inputs else \
         sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed,
-                              record_input=args.align_input)
+                              record_input=args.align_input, **filters)
     heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
-        pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1, record_input=args.align_input)[0]
+        pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1, record_input=args.align_input,
+        **filters)[0]
     reasonings, reasoning_counts = None, None
     if args.align_reasoning == "steps" and records:
         from coderl_jax.alignment.steps import StepsConfig

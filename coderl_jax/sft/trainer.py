@@ -153,11 +153,13 @@ def step_reasonings(tracer, records: Sequence, *, steps_cfg=None, timeout_s: flo
 
 
 def alignment_records(tracer, problems: Sequence, *, k: int = 3, targets: str = "last", inputs_per_problem: int = 1,
-                      seed: int = 0, timeout_s: float = 5.0, record_input: str = "first") -> tuple[list, dict]:
+                      seed: int = 0, timeout_s: float = 5.0, record_input: str = "first", max_value_chars: int = 200,
+                      max_output_chars: int = 0) -> tuple[list, dict]:
     """Alignment records of the reference solutions, traced in the sandbox on up to
     `inputs_per_problem` of each problem's test inputs (`alignment.harvest.harvest` with reward 0,
-    so the same filters apply: errors, silent or nondeterministic programs, duplicates, ...): the
-    first ones, or with `record_input="shortest"` the shortest ones, shortest first."""
+    so the same filters apply: errors, silent or nondeterministic programs, duplicates, outputs
+    longer than `max_output_chars`, ...): the first ones, or with `record_input="shortest"` the
+    shortest ones, shortest first."""
     from coderl_jax.alignment.harvest import harvest
     from coderl_jax.data.records import shortest_first
 
@@ -180,7 +182,8 @@ def alignment_records(tracer, problems: Sequence, *, k: int = 3, targets: str = 
             views.append(view)
             responses.append(code_response(sol))
     records, counts = harvest(tracer, views, responses, [0.0] * len(views), k=k, targets=targets,
-                              rng=np.random.default_rng(seed), timeout_s=timeout_s)
+                              rng=np.random.default_rng(seed), timeout_s=timeout_s, max_value_chars=max_value_chars,
+                              max_output_chars=max_output_chars)
     return records, counts
 
 

@@ -133,12 +133,13 @@ def test_new_switches_are_validated_with_the_field_named():
     for bad, field in ((dict(targets="first"), "alignment.targets"), (dict(prompt="verl"), "alignment.prompt"),
                        (dict(harvest_calls="no"), "alignment.harvest_calls"),
                        (dict(max_value_chars=2.5), "alignment.max_value_chars"),
+                       (dict(max_output_chars="8"), "alignment.max_output_chars"),
                        (dict(record_input="longest"), "alignment.record_input")):
         with pytest.raises(ValueError, match=field):
             AlignmentConfig(**bad).validate()
     d = AlignmentConfig()
-    assert (d.targets, d.harvest_calls, d.prompt, d.check_determinism, d.max_value_chars, d.record_input) == (
-        "last", True, "compact", True, 200, "first")
+    assert (d.targets, d.harvest_calls, d.prompt, d.check_determinism, d.max_value_chars, d.record_input,
+            d.max_output_chars) == ("last", True, "compact", True, 200, "first", 0)
 
 
 def test_documented_alignment_switches_exist():

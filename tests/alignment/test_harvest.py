@@ -42,7 +42,8 @@ def test_harvest_keeps_failed_programs_with_their_own_output(pool):
     problems, responses, rewards = zip(*rollouts)
     records, counts = harvest(pool, problems, responses, rewards, k=3, targets="last", step=7, timeout_s=1.0)
     assert counts == {"considered": 10, "harvested": 2, "no_code": 1, "unsupported_tests": 1, "call_style": 0,
-                      "error": 1, "timeout": 1, "silent": 1, "nondeterministic": 1, "duplicate": 2, "too_long": 0}
+                      "error": 1, "timeout": 1, "silent": 1, "nondeterministic": 1, "duplicate": 2, "long_output": 0,
+                      "too_long": 0}
     stdio, call = records
     assert stdio.output == "6\n" and stdio.stdin == "4\n" and stdio.source == "p_stdio" and stdio.step == 7
     # the last three defined variables, function locals included (the official code sees none here)
@@ -102,6 +103,25 @@ def test_harvest_calls_switch(pool):
     assert counts["call_style"] == 0 and records[0].call == "double([1, 2])"
     records, counts = harvest(pool, [CALL, STDIO], [code, fence(WRONG)], [0.0, 0.0], harvest_calls=False)
     assert counts["call_style"] == 1 and counts["harvested"] == 1 and records[0].source == "p_stdio"
+
+
+def test_output_and_value_caps_make_records_easier(pool):
+    from coderl_jax.alignment.probe import build_probe_records
+
+    long_out = "n = int(input())\nxs = list(range(n * 3))\nk = n\nprint(xs)"  # prints 12 numbers
+    short_out = "n = int(input())\nxs = list(range(n * 3))\nk = n\nprint(k)"
+    both = [fence(long_out), fence(short_out)]
+    records, counts = harvest(pool, [STDIO, STDIO], both, [0.0, 0.0], k=3)
+    assert counts["long_output"] == 0 and len(records) == 2  # no cap: both kept, the list asked about
+    assert "xs" in records[0].target_names
+    records, counts = harvest(pool, [STDIO, STDIO], both, [0.0, 0.0], k=3, max_value_chars=8, max_output_chars=8)
+    assert counts["long_output"] == 1 and counts["harvested"] == 1
+    assert records[0].output == "4\n" and records[0].target_names == ["n", "k"]  # xs renders in 38 characters
+    rows = [{"id": "long", "program": long_out, "stdin": "4\n"}, {"id": "short", "program": short_out, "stdin": "4\n"}]
+    # the left-out first row is replaced by the next one, up to the limit
+    assert [r.source for r in build_probe_records(rows, pool, k=3, targets="last", limit=1)] == ["long"]
+    assert [r.source for r in build_probe_records(rows, pool, k=3, targets="last", max_output_chars=8,
+                                                  limit=1)] == ["short"]
 
 
 def test_task_and_probe_follow_the_config_switches(pool, byte_tok):

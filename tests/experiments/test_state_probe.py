@@ -26,6 +26,9 @@ def test_own_failures_are_the_failed_programs_that_run(pool, monkeypatch):
     assert code["harvest"]["considered"] == 3 and code["harvest"]["harvested"] == 2
     capped, _ = state_probe.own_failure_records(None, None, pool, problems, n=1, k=3, max_new_tokens=8)
     assert [r.source for r in capped] == [records[0].source]
+    short, code = state_probe.own_failure_records(None, None, pool, problems, n=10, k=3, max_new_tokens=8,
+                                                  max_output_chars=4)  # every output ends in "extra"
+    assert short == [] and code["harvest"]["long_output"] == 2
 
 
 def test_refuses_a_directory_without_a_model(tmp_path, capsys):

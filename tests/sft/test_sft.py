@@ -97,6 +97,13 @@ def test_alignment_examples_on_the_shortest_inputs(pool):
     assert sorted(r.stdin for r in both if r.source == "train-count_vowels") == ["banana\n", "sky\n"]
 
 
+def test_alignment_examples_filtered_by_output_length(pool):
+    records, counts = sft.alignment_records(pool, fixture_problems(), k=2, inputs_per_problem=2, max_output_chars=1)
+    # of the 8 runs only those printing one character stay: sum_to_n(4) = 10 and (10) = 55 do not
+    assert all(len(r.output.strip()) <= 1 for r in records) and counts["long_output"] == 8 - len(records) > 0
+    assert "train-sum_to_n" not in {r.source for r in records}
+
+
 def test_alignment_examples_reason_step_by_step(pool):
     """The step style: the reasoning lines of the per-line trace, then the answer line; a record
     whose per-line run is not the record's falls back to the fixed sentence."""
