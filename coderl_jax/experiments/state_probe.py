@@ -24,21 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, max_new_tokens: int,
                         record_input: str = "first", max_value_chars: int = 200,
                         max_output_chars: int = 0) -> tuple[list, dict]:
     """(records from the policy's failed greedy programs, the code scores of those programs)."""
-    from coderl_jax.alignment.harvest import harvest
-    from coderl_jax.sft.scoring import code_attempts
+    from coderl_jax.sft.scoring import failed_program_records
 
-    texts, rewards, _ = code_attempts(sampler, tokenizer, pool, problems, max_new_tokens=max_new_tokens)
-    records, counts = harvest(pool, problems, texts, rewards, k=k, targets="last", rng=np.random.default_rng(0),
-                              record_input=record_input, max_value_chars=max_value_chars,
-                              max_output_chars=max_output_chars)
-    return records[:n], {"problems": len(problems), "pass@1": float(rewards.mean()), "harvest": counts}
+    records, info = failed_program_records(sampler, tokenizer, pool, problems, k=k, max_new_tokens=max_new_tokens,
+                                           record_input=record_input, max_value_chars=max_value_chars,
+                                           max_output_chars=max_output_chars)
+    return records[:n], {"problems": len(problems), "pass@1": info["pass@1"], "harvest": info["harvest"]}
 
 
 def probe_model(model_dir: str | Path, *, n: int = 100, k: int = 3, suite_seed: int = 0, n_heldout: int = 300,

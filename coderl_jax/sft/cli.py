@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="step reasoning: lines at most, the last kept (default 10)")
     g.add_argument("--reasoning-max-chars", type=int, default=120,
                    help="step reasoning: characters per line at most, values cut (default 120)")
+    g.add_argument("--align-own-samples", type=int, default=0,
+                   help="with --init: the --init policy also writes this many programs per training problem "
+                        "(at --align-own-temperature); those that fail their tests but run and print become "
+                        "alignment examples too, on the input --align-input picks, as RL harvests its own "
+                        "failed rollouts (default 0: reference solutions only)")
+    g.add_argument("--align-own-temperature", type=float, default=1.0,
+                   help="sampling temperature of --align-own-samples (default 1.0; 0: greedy)")
     g.add_argument("--test-output-inputs", type=int, default=0,
                    help="test-output prediction examples per training problem, in the alignment slot "
                         "(statement + input -> expected output; default 0: none)")
@@ -133,6 +140,10 @@ def _check_args(args) -> str | None:
             return f"--init {init}: not a model directory (needs config.json and tokenizer.json)"
         if init.resolve() == out.resolve():
             return f"--init {init}: the same directory as --out"
+    if args.align_own_samples < 0 or args.align_own_temperature < 0:
+        return "--align-own-samples and --align-own-temperature must be >= 0"
+    if args.align_own_samples and args.init is None:
+        return "--align-own-samples needs --init: the programs come from the policy it continues"
     if args.rl_reserve and args.train:
         return "--rl-reserve divides the generated task suite; it cannot be used with --train"
     for name in ("train", "heldout"):
@@ -281,6 +292,10 @@ def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
     records, harvest_counts = ([], {}) if args.code_fraction == 1.0 or not args.align_inputs else \
         sft.alignment_records(pool, train, k=args.align_k, inputs_per_problem=args.align_inputs, seed=args.seed,
                               record_input=args.align_input, **filters)
+    own_info = None
+    if args.align_own_samples and args.code_fraction < 1.0:
+        own, own_info = own_program_records(args, pool, train, filters)
+        records = records + own
     heldout_records = [] if args.no_eval or not args.eval_align else sft.alignment_records(
         pool, heldout[: args.eval_align], k=args.align_k, seed=args.seed + 1, record_input=args.align_input,
         **filters)[0]
@@ -311,9 +326,28 @@ def prepare_data(args, pool, train, heldout, source: str) -> SFTData:
             "harvest": harvest_counts, "vocab_size": len(tokenizer),
             "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0,
             "max_tokens": int(lengths.max()) if len(lengths) else 0, "source": source}
+    if own_info is not None:
+        info["own_programs"] = own_info
     if reasoning_counts is not None:  # (absent for the fixed sentence, as in older sft.json files)
         info["align_reasoning"] = reasoning_counts
     return SFTData(train, heldout, heldout_records, tokenizer, enc, info)
+
+
+def own_program_records(args, pool, train, filters: dict) -> tuple[list, dict]:
+    """Alignment records of the --init policy's own failed programs on the training problems."""
+    from coderl_jax.models.hf_io import load_hf, load_tokenizer
+    from coderl_jax.sampling.sampler import Sampler
+    from coderl_jax.sft.scoring import failed_program_records
+
+    model_cfg, params = load_hf(args.init)
+    tokenizer = load_tokenizer(args.init)
+    records, info = failed_program_records(
+        Sampler(model_cfg, params, tokenizer), tokenizer, pool, train, k=args.align_k,
+        max_new_tokens=args.max_new_tokens, samples=args.align_own_samples,
+        temperature=args.align_own_temperature, seed=args.seed, record_input=args.align_input, **filters)
+    log.info("own programs: %d attempts, pass rate %.3f, %d failed programs harvested", info["attempts"],
+             info["pass@1"], len(records))
+    return records, info
 
 
 def train_policy(args, data: SFTData, pool, cfg):

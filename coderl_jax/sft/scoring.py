@@ -31,14 +31,42 @@ def greedy_texts(sampler, tokenizer, prompts: list[str], *, max_new_tokens: int,
     return out
 
 
-def code_attempts(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -> tuple[list[str], np.ndarray, list]:
-    """The greedy responses to `problems`, their rewards and statuses from the sandboxed tests."""
+def code_attempts(sampler, tokenizer, pool, problems, *, max_new_tokens: int, temperature: float = 0.0,
+                  seed: int = 0) -> tuple[list[str], np.ndarray, list]:
+    """The greedy (or sampled) responses to `problems`, their rewards and statuses from the
+    sandboxed tests."""
     from coderl_jax.rl.rewards import code_rewards
     from coderl_jax.sft.trainer import prompt_text
 
-    texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens)
+    texts = greedy_texts(sampler, tokenizer, [prompt_text(p) for p in problems], max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed)
     rewards, statuses = code_rewards(pool, problems, texts)
     return texts, rewards, statuses
+
+
+def failed_program_records(sampler, tokenizer, pool, problems, *, k: int, max_new_tokens: int, samples: int = 1,
+                           temperature: float = 0.0, seed: int = 0, record_input: str = "first",
+                           max_value_chars: int = 200, max_output_chars: int = 0) -> tuple[list, dict]:
+    """Alignment records of the policy's own programs for `problems` that fail their tests but run
+    and print, harvested as RL harvests failed rollouts (`samples` attempts a problem, greedy or at
+    `temperature`), and what the attempts scored: {"attempts", "pass@1", "harvest"}."""
+    import numpy as np
+
+    from coderl_jax.alignment.harvest import harvest
+
+    all_problems, texts, rewards = [], [], []
+    for r in range(samples):
+        t, rw, _ = code_attempts(sampler, tokenizer, pool, problems, max_new_tokens=max_new_tokens,
+                                 temperature=temperature, seed=seed + 1_000_003 * r)
+        all_problems += list(problems)
+        texts += t
+        rewards.append(rw)
+    rewards = np.concatenate(rewards) if rewards else np.zeros(0)
+    records, counts = harvest(pool, all_problems, texts, rewards, k=k, targets="last",
+                              rng=np.random.default_rng(seed), record_input=record_input,
+                              max_value_chars=max_value_chars, max_output_chars=max_output_chars)
+    return records, {"attempts": len(texts), "pass@1": float(rewards.mean()) if len(texts) else None,
+                     "harvest": counts}
 
 
 def code_pass_rate(sampler, tokenizer, pool, problems, *, max_new_tokens: int) -> dict:

@@ -104,6 +104,33 @@ def test_alignment_examples_filtered_by_output_length(pool):
     assert "train-sum_to_n" not in {r.source for r in records}
 
 
+def test_own_failed_programs_become_records(pool, monkeypatch):
+    """`--align-own-samples`: each round samples every problem once with its own seed; the failed
+    programs that run and print are harvested (the passing ones and duplicates are not)."""
+    from coderl_jax.sft.scoring import failed_program_records
+
+    problems = [p for p in fixture_problems() if p.id in ("train-double", "train-sum_to_n")]
+    wrong = {"train-double": "n = int(input())\nr = 3 * n\nprint(r)\n",
+             "train-sum_to_n": "n = int(input())\nt = n * n\nprint(t)\n"}
+    calls = []
+
+    def fake_texts(sampler, tokenizer, prompts, *, max_new_tokens, temperature=0.0, seed=0, batch=32):
+        calls.append((temperature, seed))
+        # round 0: both wrong; round 1: double right, sum_to_n wrong again (a duplicate run)
+        second = len(calls) == 2
+        return [sft.code_response(p.metadata["solution"] if second and p.id == "train-double" else wrong[p.id])
+                for p in problems]
+
+    monkeypatch.setattr("coderl_jax.sft.scoring.greedy_texts", fake_texts)
+    records, info = failed_program_records(None, None, pool, problems, k=2, max_new_tokens=8, samples=2,
+                                           temperature=1.0, seed=5, record_input="shortest")
+    assert [c[0] for c in calls] == [1.0, 1.0] and calls[0][1] != calls[1][1]
+    assert info["attempts"] == 4 and info["pass@1"] == 0.25
+    assert info["harvest"]["considered"] == 3 and info["harvest"]["duplicate"] == 1
+    assert sorted((r.source, r.stdin, r.output) for r in records) == [
+        ("train-double", "4\n", "12\n"), ("train-sum_to_n", "4\n", "16\n")]
+
+
 def test_alignment_examples_reason_step_by_step(pool):
     """The step style: the reasoning lines of the per-line trace, then the answer line; a record
     whose per-line run is not the record's falls back to the fixed sentence."""
@@ -384,6 +411,13 @@ def test_cli_continues_from_an_earlier_warm_start(tmp_path):
     assert main(["sft", "--out", str(third), "--init", str(second), "--steps", "1", *common]) == 0
     lineage = json.loads((third / "sft.json").read_text())["init"]
     assert lineage["args"]["out"] == str(second) and lineage["init"]["args"]["out"] == str(first)
+    # the --init policy's own programs: 4 problems x 2 samples, none passes in 8 tokens, none has code
+    own = tmp_path / "own"
+    assert main(["sft", "--out", str(own), "--init", str(first), "--steps", "1", *common, "--code-fraction", "0.5",
+                 "--align-own-samples", "2", "--max-new-tokens", "8"]) == 0
+    data = json.loads((own / "sft.json").read_text())["data"]
+    assert data["own_programs"]["attempts"] == 8 and data["own_programs"]["pass@1"] == 0.0
+    assert data["own_programs"]["harvest"]["considered"] == data["own_programs"]["harvest"]["no_code"] == 8
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -398,6 +432,7 @@ def test_cli_continues_from_an_earlier_warm_start(tmp_path):
     (["--reasoning-max-chars", "10"], "--reasoning-max-chars=10 must be >= 40"),
     (["--train", "/nonexistent/train.jsonl"], "--train /nonexistent/train.jsonl: no such file"),
     (["--rl-reserve", "1"], "--rl-reserve=1.0 must be in [0, 1)"),
+    (["--align-own-samples", "2"], "--align-own-samples needs --init"),
     (["--rl-reserve", "0.25", "--train", "t.jsonl"], "--rl-reserve divides the generated task suite"),
 ])
 def test_cli_argument_errors_are_clear(tmp_path, capsys, extra, message):
