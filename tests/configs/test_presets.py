@@ -53,7 +53,7 @@ def test_loading_every_preset_and_config_file_writes_nothing(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, *map(str, TOP_LEVEL)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert int(proc.stdout.split()[-1]) == 10  # default_cpu, grpo_cpu, tiny_cpu, gpu_1p5b and the six pod configs
+    assert int(proc.stdout.split()[-1]) == 11  # 5 CPU/GPU presets and the six pod configs
     assert [p for p in tmp_path.rglob("*") if p not in (cache, home, cwd)] == []
 
 
@@ -65,7 +65,7 @@ def test_top_level_config_files_are_the_presets(path, monkeypatch):
 
 def test_a_name_that_is_neither_a_file_nor_a_preset_lists_the_presets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigOverrideError, match="did you mean default_cpu.*presets: default_cpu, grpo_cpu, tiny_cpu"):
+    with pytest.raises(ConfigOverrideError, match="did you mean default_cpu.*presets: default_cpu, grpo_cpu, states_cpu, tiny_cpu"):
         load_config("default_cp")
     with pytest.raises(ConfigOverrideError, match="neither a config file nor a preset.*qwen25_coder_7b_v5p64"):
         load_config("nothing/like/this")

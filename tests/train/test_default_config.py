@@ -56,3 +56,31 @@ def test_grpo_config_trains_on_compositions_its_warm_start_never_saw(tmp_path, m
     model_cfg, _ = load_hf(cfg.model)
     assert model_cfg.vocab_size <= 2048
 
+
+
+def test_states_config_probes_100_short_output_programs(tmp_path, monkeypatch, pool):
+    """states_cpu: its warm start was trained on records filtered as its RL harvest filters them,
+    and its probe reaches 100 records of held-out programs whose outputs fit the filter."""
+    import json
+
+    from coderl_jax.alignment.probe import build_probe_records, read_probe_file
+    from coderl_jax.models.hf_io import load_hf
+    from coderl_jax.train.config_util import load_config
+    from coderl_jax.train.data_setup import prepare_data
+
+    monkeypatch.setenv("CODERL_CACHE", str(tmp_path))
+    cfg = prepare_data(load_config("states_cpu").validate())
+    a = cfg.alignment
+    assert cfg.model.endswith("coderl-tiny-states") and a.mode == "coderl" and a.record_input == "shortest"
+    args = json.loads((Path(cfg.model) / "sft.json").read_text())["args"]
+    assert (args["align_max_value_chars"], args["align_max_output_chars"], args["align_input"]) == (
+        a.max_value_chars, a.max_output_chars, a.record_input)
+    rows = read_probe_file(a.probe_path)
+    assert len(rows) == 300
+    records = build_probe_records(rows, pool, k=a.k, targets=a.targets, max_value_chars=a.max_value_chars,
+                                  max_output_chars=a.max_output_chars, limit=a.probe_max)
+    assert len(records) == a.probe_max == 100
+    assert all(len(r.output.strip()) <= 8 for r in records)
+    assert all(len(json.dumps(t["json"])) <= 8 for r in records for t in r.targets)
+    model_cfg, _ = load_hf(cfg.model)
+    assert 1e6 < model_cfg.num_params() < 1e7
