@@ -64,7 +64,8 @@ def runnable(program: str, tests: dict, record_input: str = "first") -> tuple[st
 def harvest(tracer, problems: Sequence, responses: Sequence[str], rewards: Sequence[float], *, k: int = 3,
             targets: str = "last", step: int = 0, rng: np.random.Generator | None = None, timeout_s: float = 5.0,
             check_determinism: bool = True, max_value_chars: int = 200, max_output_chars: int = 0,
-            harvest_calls: bool = True, record_input: str = "first", prompt_fits: Callable[[AlignmentRecord], bool] | None = None) -> tuple[list[AlignmentRecord], dict]:
+            harvest_calls: bool = True, record_input: str = "first",
+            prompt_fits: Callable[[AlignmentRecord], bool] | None = None) -> tuple[list[AlignmentRecord], dict]:
     """Records from the failed rollouts, and counts: {"considered", "harvested", "<reason>": n}."""
     rng = rng or np.random.default_rng(step)
     counts = collections.Counter({r: 0 for r in DROP_REASONS})

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 
-
 def own_failure_records(sampler, tokenizer, pool, problems, *, n: int, k: int, max_new_tokens: int,
                         record_input: str = "first", max_value_chars: int = 200,
                         max_output_chars: int = 0) -> tuple[list, dict]:
